@@ -1,0 +1,41 @@
+# Thin wrapper over meson: meson stays the build.
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+CONFIG ?= packaging/rtp_cluster.xml
+
+.PHONY: all test check sanitize fuzz install run clean
+
+all: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD)
+
+test: all
+	meson test -C $(BUILD) --print-errorlogs
+
+# Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+sanitize:
+	[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false
+	ninja -C $(ASAN_BUILD)
+	meson test -C $(ASAN_BUILD) --print-errorlogs
+
+# Each libFuzzer target for FUZZ_SECONDS, starting from the seed corpus.
+fuzz:
+	[ -f $(FUZZ_BUILD)/build.ninja ] || CXX=clang++ meson setup $(FUZZ_BUILD) -Dfuzz=true -Dtests=disabled -Db_sanitize=address,undefined -Db_lundef=false
+	ninja -C $(FUZZ_BUILD)
+	tests/fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# Everything CI runs.
+check: test sanitize fuzz
+
+install: all
+	meson install -C $(BUILD)
+
+run: all
+	$(BUILD)/supervisor/rtp_cluster -d -c $(CONFIG)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

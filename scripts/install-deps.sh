@@ -1,0 +1,11 @@
+#!/bin/sh
+# Installs everything RTP Cluster needs to build and test on Debian 12.
+set -eu
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends \
+  build-essential g++ clang libclang-rt-14-dev meson ninja-build pkg-config \
+  libevent-dev libpugixml-dev libspdlog-dev libfmt-dev libboost-dev \
+  libgtest-dev libgmock-dev googletest python3
