@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -24,6 +25,10 @@ enum class Transport : uint8_t {
 };
 
 inline constexpr uint16_t kDefaultControlPort = 22222;
+// The admin socket's port when `tcp:host` gives none (the reference client's).
+inline constexpr uint16_t kDefaultAdminPort = 12345;
+// Longest unix socket path: sun_path less its terminating NUL.
+inline constexpr size_t kMaxUnixPathBytes = sizeof(sockaddr_un::sun_path) - 1;
 
 // "udp", "UDP", "Udp6", ... -> Transport. Case-insensitive.
 std::optional<Transport> parseTransport(std::string_view name);
@@ -49,16 +54,20 @@ struct SocketAddress {
 // Parses an address written for a known transport, as the config writes it:
 // udp "host[:port]" (port defaults to kDefaultControlPort), udp6 "[v6]:port",
 // "[v6]", "host:port" or a bare IPv6 literal, unix/cunix "/path" (at most
-// sizeof(sun_path)-1 bytes). Returns an error message on failure.
+// sizeof(sun_path)-1 bytes). tcp/tcp6 take the same forms as udp/udp6.
+// IPv4 literals are refused for udp6/tcp6 and IPv6 literals for udp/tcp.
+// default_port 0 makes the port mandatory. Returns an error message on failure.
 struct AddressResult {
   std::optional<SocketAddress> address;
   std::string error;  // e.g. `port must be 1..65535, got "99999"`
 };
-AddressResult parseAddress(Transport transport, std::string_view text);
+AddressResult parseAddress(Transport transport, std::string_view text,
+                           uint16_t default_port = kDefaultControlPort);
 
 // Parses "proto:rest" (udp:, udp6:, unix:, cunix:, tcp:, tcp6:); text without a
 // known prefix is taken as `default_transport` (e.g. a bare "/path" -> unix).
-AddressResult parseAddressUri(std::string_view text, Transport default_transport);
+AddressResult parseAddressUri(std::string_view text, Transport default_transport,
+                              uint16_t default_port = kDefaultControlPort);
 
 // Resolves numeric hosts (and "localhost") into a sockaddr for bind/connect.
 // Host names other than numeric literals and localhost are resolved with

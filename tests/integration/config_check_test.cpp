@@ -1,0 +1,168 @@
+// Runs the built rtp_cluster binary: `-d` on the packaged example and on a
+// broken file, plus the command-line paths main() owns (help, version, usage
+// errors, the not-yet-implemented daemon).
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+struct ProcessResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? v : "";
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class ConfigCheckTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bin_ = env("RTP_CLUSTER_BIN");
+    root_ = env("RTPC_SOURCE_ROOT");
+    ASSERT_FALSE(bin_.empty()) << "RTP_CLUSTER_BIN not set (run through meson test)";
+    ASSERT_FALSE(root_.empty()) << "RTPC_SOURCE_ROOT not set (run through meson test)";
+    char tmpl[] = "/tmp/rtpc_config_check.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    for (const std::string& f : files_) unlink(f.c_str());
+    unlink((dir_ + "/stdout").c_str());
+    unlink((dir_ + "/stderr").c_str());
+    rmdir(dir_.c_str());
+  }
+
+  std::string writeFile(const std::string& name, const std::string& text) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    files_.push_back(path);
+    return path;
+  }
+
+  // Runs the binary with its output in files (no pipes to drain), so a
+  // hanging child shows up as the test's timeout rather than a deadlock.
+  ProcessResult run(const std::vector<std::string>& args) {
+    const std::string out_path = dir_ + "/stdout";
+    const std::string err_path = dir_ + "/stderr";
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(bin_.c_str()));
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    ProcessResult result;
+    const int rc = posix_spawn(&pid, bin_.c_str(), &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    EXPECT_EQ(rc, 0) << "posix_spawn " << bin_;
+    if (rc != 0) return result;
+    int status = 0;
+    EXPECT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status)) << "status " << status;
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    result.out = slurp(out_path);
+    result.err = slurp(err_path);
+    return result;
+  }
+
+  std::string bin_;
+  std::string root_;
+  std::string dir_;
+  std::vector<std::string> files_;
+};
+
+TEST_F(ConfigCheckTest, PackagedExampleChecksOk) {
+  const std::string path = root_ + "/packaging/rtp_cluster.xml";
+  const ProcessResult r = run({"-d", "-c", path});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, path + ": configuration OK: 2 clusters, 3 RTP proxies\n");
+  EXPECT_EQ(r.err, "");
+}
+
+TEST_F(ConfigCheckTest, LongFormChecksOkToo) {
+  const std::string path = root_ + "/packaging/rtp_cluster.xml";
+  const ProcessResult r = run({"--check-config", "--config=" + path});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, path + ": configuration OK: 2 clusters, 3 RTP proxies\n");
+}
+
+TEST_F(ConfigCheckTest, BrokenFileFailsWithTheErrorLine) {
+  const std::string path = writeFile("rtp_cluster.xml",
+                                     "<rtp_cluster_config>\n"
+                                     "  <rtp_cluster>\n"
+                                     "    <name>c1</name><protocol>udp</protocol><address>127.0.0.1</address>\n"
+                                     "    <rtpproxy>\n"
+                                     "      <name>R1</name><protocol>udp</protocol><address>127.0.0.1:1</address>\n"
+                                     "      <weight>abc</weight><capacity>1</capacity>\n"
+                                     "    </rtpproxy>\n"
+                                     "  </rtp_cluster>\n"
+                                     "</rtp_cluster_config>\n");
+  const ProcessResult r = run({"-d", "-c", path});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, path + ":6: rtpproxy \"R1\" in cluster \"c1\": <weight> must be an integer >= 0, got \"abc\"\n");
+}
+
+TEST_F(ConfigCheckTest, MalformedXmlFails) {
+  const std::string path = writeFile("bad.xml", "<rtp_cluster_config>\n<rtp_cluster>\n</rtp_cluster_config>\n");
+  const ProcessResult r = run({"-fd", "-c" + path});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, path + ":3: malformed XML: Start-end tags mismatch\n");
+}
+
+TEST_F(ConfigCheckTest, MissingFileFails) {
+  const std::string path = dir_ + "/absent.xml";
+  const ProcessResult r = run({"-d", "-c", path});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, path + ": cannot open: No such file or directory\n");
+}
+
+TEST_F(ConfigCheckTest, UsageErrorExitsOneWithAHint) {
+  const ProcessResult r = run({"-x"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "rtp_cluster: unknown option \"-x\"\nTry 'rtp_cluster --help' for more information.\n");
+}
+
+TEST_F(ConfigCheckTest, HelpAndVersionExitZero) {
+  const ProcessResult help = run({"--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_EQ(help.out.rfind("usage: rtp_cluster [-fd]", 0), 0u) << help.out;
+  const ProcessResult version = run({"--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_EQ(version.out.rfind("rtp_cluster ", 0), 0u) << version.out;
+  EXPECT_EQ(version.out.back(), '\n');
+}
+
+TEST_F(ConfigCheckTest, DaemonModeIsNotImplementedYet) {
+  const ProcessResult r = run({"-f", "-c", root_ + "/packaging/rtp_cluster.xml"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("not implemented"), std::string::npos) << r.err;
+}
+
+}  // namespace
