@@ -1,0 +1,172 @@
+#pragma once
+// ClusterWorker: one cluster's data path on one libevent loop.
+//
+// Control listener -> route (answer locally, route by call-id, create on a
+// selected member, or broadcast) -> member links -> reply. It owns the
+// members (link + health state machine + admin status), the session table
+// (call-id -> member index) and the per-command jobs in flight.
+// REFERENCE.md sections 4-7 and PROTOCOL.md section 7 are the rules; the
+// deviations from the reference are listed in docs/routing.md.
+
+#include <event2/event.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shared/config.h"
+#include "shared/rtpp_command.h"
+#include "shared/rtpp_reply.h"
+#include "shared/rtpp_stats.h"
+#include "shared/session_table.h"
+#include "worker/control_listener.h"
+#include "worker/member_health.h"
+#include "worker/member_link.h"
+#include "worker/member_selector.h"
+
+namespace rtpc {
+
+// Result of an operation the supervisor (or a test) asks for.
+struct OpResult {
+  bool ok = true;
+  std::string message;  // the admin error text when !ok, e.g. `r1: RTPproxy not found`
+};
+
+// What `ls <cluster>` shows of a member, and what tests assert on.
+struct MemberStatus {
+  uint16_t index = 0;
+  MemberConfig config;
+  AdminStatus status = AdminStatus::kActive;
+  HealthState health = HealthState::kProbing;
+  bool online = false;
+  std::optional<double> active_sessions;  // smoothed heartbeat value; empty = UNKNOWN
+  uint32_t bound_sessions = 0;
+  double utilisation = 0.0;
+  std::chrono::microseconds rtt{0};
+  uint16_t capabilities = 0;
+  bool stats_unsupported = false;
+  uint64_t commands = 0;        // forwarded to it
+  uint64_t timeouts = 0;
+  uint64_t failovers = 0;       // new sessions moved away from it
+  uint64_t deferred_deletes = 0;// D queued while it was offline
+};
+
+struct WorkerCounters {
+  uint64_t commands = 0;
+  uint64_t answered_locally = 0;
+  uint64_t routed = 0;          // by call-id to the bound member
+  uint64_t created = 0;         // new sessions bound
+  uint64_t broadcasts = 0;
+  uint64_t failovers = 0;       // create retried on another member
+  uint64_t parse_errors = 0;
+  uint64_t cluster_errors = 0;  // E993..E999 sent
+  uint64_t late_offers = 0;     // U with an unknown to-tag turned into a create
+};
+
+class ClusterWorker : public CommandHandler {
+ public:
+  struct Options {
+    ClusterConfig config;
+    int inherited_fd = -1;             // control socket handed over by the parent, or -1 to bind
+    void* session_memory = nullptr;    // session table block (shared memory); null = own heap block
+    size_t session_bytes = 0;
+    uint64_t random_seed = 0;          // 0 = from std::random_device
+  };
+
+  static std::unique_ptr<ClusterWorker> create(event_base* base, Options options,
+                                               std::string& error);
+  ~ClusterWorker() override;
+
+  // CommandHandler
+  void onCommand(ControlRequest* request) override;
+
+  // Operations of the admin CLI (REFERENCE.md section 3).
+  OpResult addMember(const MemberConfig& member);
+  OpResult deleteMember(std::string_view name);  // drain, then remove
+  OpResult pauseMember(std::string_view name);   // SUSPENDED
+  OpResult resumeMember(std::string_view name);  // ACTIVE
+  // Replaces the member set from a new config: unchanged members keep their
+  // links and health, changed ones are updated, new ones added, missing ones drained.
+  OpResult applyConfig(const ClusterConfig& config);
+
+  std::vector<MemberStatus> members() const;
+  const WorkerCounters& counters() const { return counters_; }
+  const ControlListener& listener() const { return *listener_; }
+  const SessionTable& sessions() const { return *table_; }
+  const ClusterConfig& config() const { return config_; }
+
+  struct Member;
+  struct Job;
+
+ private:
+  ClusterWorker(event_base* base, Options options);
+  bool init(std::string& error);
+
+  // Routing.
+  void answer(Job& job, std::string_view body);
+  void answerRequest(ControlRequest* request, std::string_view body);
+  void answerError(ControlRequest* request, int code, std::string_view reason);
+  void answerInfo(ControlRequest* request);
+  void answerFeature(ControlRequest* request);
+  void routeByCall(ControlRequest* request);
+  void startCreate(Job& job);
+  void startBroadcast(Job& job, uint8_t kind);
+  void forward(Job& job, Member& member, bool as_lookup);
+  void formatFor(const Member& member, const RtppCommand& cmd, bool as_lookup,
+                 CommandBuffer& out);
+  void finishBroadcast(Job& job);
+  void finishStats(Job& job);
+  void deliverForward(Job& job, Member& member, LinkOutcome outcome, std::string_view body);
+  void deliverCreate(Job& job, Member& member, LinkOutcome outcome, std::string_view body);
+  void answerUlReply(Job& job, const Member& member, const RtppReply& reply);
+
+ public:  // called by Member (the links' client)
+  void onMemberReply(Member& member, uint64_t token, LinkOutcome outcome, std::string_view body);
+  void onHealthTimer(Member& member);
+
+ private:
+  // Health.
+  void applyHealth(Member& member, const HealthAction& action);
+  void onProbeReply(Member& member, ProbeKind kind, LinkOutcome outcome, std::string_view body);
+  void noteCommandOutcome(Member& member, bool ok);
+  void checkDrained(Member& member);
+  void removeMember(Member& member, std::string_view reason);
+  void flushDeferredDeletes(Member& member);
+
+  // Helpers.
+  Member* findMember(std::string_view name) const;
+  Member* memberAt(uint16_t index) const;
+  bool anyOnline() const;
+  Job* newJob(ControlRequest* request);
+  void releaseJob(Job& job);
+  Job* jobFor(uint64_t token);
+  OpResult addMemberInternal(const MemberConfig& member);
+  uint64_t nowMs() const;
+  double random01();
+
+  event_base* base_;
+  Options options_;
+  ClusterConfig config_;
+  std::unique_ptr<ControlListener> listener_;
+  std::unique_ptr<uint8_t[], void (*)(uint8_t*)> own_table_memory_{nullptr, nullptr};
+  SessionTable* table_ = nullptr;
+  std::vector<std::unique_ptr<Member>> members_;  // by index; null = free slot
+  std::vector<std::unique_ptr<Job>> jobs_;
+  std::vector<uint32_t> free_jobs_;
+  std::vector<CandidateView> candidates_;          // reused by every selection
+  CommandBuffer scratch_command_;
+  ReplyBuffer scratch_reply_;
+  std::string scratch_tag_;
+  std::mt19937_64 rng_;
+  WorkerCounters counters_;
+  event* reaper_ = nullptr;  // destroys removed members outside their link callbacks
+  std::vector<std::unique_ptr<Member>> graveyard_;
+  std::vector<std::unique_ptr<MemberLink>> dead_links_;
+};
+
+}  // namespace rtpc
