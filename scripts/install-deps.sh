@@ -8,4 +8,5 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
   build-essential g++ clang libclang-rt-14-dev meson ninja-build pkg-config \
   libevent-dev libpugixml-dev libspdlog-dev libfmt-dev libboost-dev \
-  libgtest-dev libgmock-dev googletest python3
+  libgtest-dev libgmock-dev googletest python3 \
+  rtpengine-daemon rtpengine-utils kamailio sip-tester libsystemd-dev

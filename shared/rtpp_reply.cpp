@@ -150,13 +150,15 @@ RtppReply classifyReply(std::string_view raw) {
       if (v >= 0 && v <= 65535) r.port = static_cast<uint32_t>(v);
       return r;
     }
-  } else if (count == 2 || (count == 3 && tok[2] == "6")) {
+  } else if (count == 2 || (count == 3 && (tok[2] == "6" || tok[2] == "4"))) {
+    // rtpengine appends the address family as "4" or "6"; rtpproxy only "6".
+
     uint64_t port = 0;
     if (parseUnsigned(tok[0], 65535, port) && looksLikeAddress(tok[1])) {
       r.kind = ReplyKind::kPort;
       r.port = static_cast<uint32_t>(port);
       r.address = tok[1];
-      r.ipv6 = count == 3;
+      r.ipv6 = count == 3 && tok[2] == "6";
       return r;
     }
   }

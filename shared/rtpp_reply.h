@@ -32,7 +32,7 @@ struct RtppReply {
   int64_t number = 0;           // kNumber
   uint32_t port = 0;            // kPort, or kNumber when it fits a port (U/L "0" / "<port>")
   std::string_view address;     // kPort: the address token (may be empty: "<port>" alone)
-  bool ipv6 = false;            // kPort: a trailing "6" token
+  bool ipv6 = false;            // kPort: a trailing "6" token (rtpengine may add "4")
   std::string_view subresults;  // text after the first " && " (without it), if any
 };
 

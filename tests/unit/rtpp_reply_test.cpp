@@ -77,6 +77,9 @@ INSTANTIATE_TEST_SUITE_P(
         ClassifyCase{"40928\n", ReplyKind::kNumber, 0, 40928, 40928, "", false, ""},
         ClassifyCase{"0\n", ReplyKind::kNumber, 0, 0, 0, "", false, ""},
         ClassifyCase{"0 0.0.0.0\n", ReplyKind::kPort, 0, 0, 0, "0.0.0.0", false, ""},
+        // rtpengine's U/L answer names the address family, also for IPv4.
+        ClassifyCase{"45000 127.0.0.1 4\n", ReplyKind::kPort, 0, 0, 45000, "127.0.0.1", false, ""},
+        ClassifyCase{"45002 ::1 6\n", ReplyKind::kPort, 0, 0, 45002, "::1", true, ""},
         ClassifyCase{"E50\n", ReplyKind::kError, 50, 0, 0, "", false, ""},
         ClassifyCase{"E0", ReplyKind::kError, 0, 0, 0, "", false, ""},
         ClassifyCase{"E999\n", ReplyKind::kError, 999, 0, 0, "", false, ""},
@@ -113,7 +116,7 @@ INSTANTIATE_TEST_SUITE_P(
         ClassifyCase{"E5x", ReplyKind::kText, 0, 0, 0, "", false, ""},
         ClassifyCase{"99999999999999999999999", ReplyKind::kText, 0, 0, 0, "", false, ""},
         ClassifyCase{"70000 127.0.0.1", ReplyKind::kText, 0, 0, 0, "", false, ""},
-        ClassifyCase{"40144 127.0.0.1 4", ReplyKind::kText, 0, 0, 0, "", false, ""},
+        ClassifyCase{"40144 127.0.0.1 5", ReplyKind::kText, 0, 0, 0, "", false, ""},
         ClassifyCase{"hello world", ReplyKind::kText, 0, 0, 0, "", false, ""},
         ClassifyCase{"line one\nline two", ReplyKind::kText, 0, 0, 0, "", false, ""}));
 
