@@ -1,0 +1,653 @@
+#include "shared/shm_segment.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <chrono>
+#include <cstring>
+#include <new>
+#include <vector>
+
+namespace rtpc {
+
+namespace bip = boost::interprocess;
+
+namespace {
+
+// Reader retry policy. A live writer keeps a record odd for about a
+// microsecond, so a reader normally succeeds at once; under a writer that
+// republishes back to back it keeps retrying while the sequence moves. It
+// gives up (and flags the copy) only when the sequence stays on one odd value
+// for kStuckLimit, which means the writer died mid-write (or was descheduled
+// that long on a loaded machine), or after kReadBudget in total. An impatient
+// read (the same cluster already had a stuck record: its worker is presumed
+// dead) gives up after the spins, so a snapshot of a dead worker's 257
+// records costs one kStuckLimit, not 257.
+constexpr auto kStuckLimit = std::chrono::milliseconds(100);
+constexpr auto kReadBudget = std::chrono::milliseconds(500);
+constexpr int kSpinsBeforeYield = 16;
+
+uint64_t nowUnixMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+bool validName(const std::string& name, std::string& error) {
+  if (name.empty() || name.size() > 200 || name.find('/') != std::string::npos) {
+    error = "shared memory name \"" + name + "\" must be 1..200 characters without '/'";
+    return false;
+  }
+  return true;
+}
+
+void storeText(char* dst, size_t capacity, std::string_view text) {
+  const size_t n = std::min(text.size(), capacity - 1);
+  for (size_t i = 0; i < n; ++i) std::atomic_ref<char>(dst[i]).store(text[i], std::memory_order_relaxed);
+  std::atomic_ref<char>(dst[n]).store('\0', std::memory_order_relaxed);
+}
+
+void loadText(const char* src, size_t capacity, std::string& out) {
+  char copy[kShmUriBytes];
+  size_t n = 0;
+  for (; n < capacity && n < sizeof copy; ++n) {
+    copy[n] = std::atomic_ref<char>(const_cast<char&>(src[n])).load(std::memory_order_relaxed);
+    if (copy[n] == '\0') break;
+  }
+  out.assign(copy, n);
+}
+
+bool textEquals(const char* field, size_t capacity, std::string_view text) {
+  std::string stored;
+  loadText(field, capacity, stored);
+  return stored == text;
+}
+
+template <typename Copy>
+bool readConsistent(const ShmSeqLock& lock, bool patient, Copy&& copy) {
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point start{}, stuck_since{};
+  uint32_t last = 0;
+  for (int attempt = 0;; ++attempt) {
+    const uint32_t begin = lock.readBegin();
+    if ((begin & 1u) == 0) {
+      copy();
+      if (lock.readValid(begin)) return true;
+    }
+    if (attempt < kSpinsBeforeYield) {
+      last = begin;
+      continue;
+    }
+    if (!patient) break;
+    // Slow path only: no clock reads while copies succeed quickly.
+    const Clock::time_point now = Clock::now();
+    if (attempt == kSpinsBeforeYield) start = now;
+    if ((begin & 1u) == 0 || begin != last || attempt == kSpinsBeforeYield) stuck_since = now;
+    if (now - stuck_since >= kStuckLimit || now - start >= kReadBudget) break;
+    last = begin;
+    sched_yield();
+  }
+  copy();  // best effort; every field is an atomic, so this is merely stale
+  return false;
+}
+
+constexpr auto kRelaxed = std::memory_order_relaxed;
+
+SocketAddress addressFromUri(const std::string& uri) {
+  AddressResult parsed = parseAddressUri(uri, Transport::kUdp, 0);
+  if (parsed.address) return *parsed.address;
+  SocketAddress fallback;  // cut or foreign text: keep it visible rather than lose it
+  fallback.host = uri;
+  return fallback;
+}
+
+}  // namespace
+
+uint64_t tableBlockBytes(uint32_t max_calls) {
+  const size_t bytes = SessionTable::bytesFor(max_calls);
+  return bytes == 0 ? 0 : shmRoundUp(bytes, kTableBlockAlignment);
+}
+
+SegmentPlan SegmentPlan::forConfig(const Config& config, uint32_t cluster_slots) {
+  SegmentPlan plan;
+  plan.cluster_slots = cluster_slots;
+  uint64_t largest = tableBlockBytes(ClusterTuning{}.session_table_size);
+  uint64_t configured = 0;
+  for (const ClusterConfig& cluster : config.clusters) {
+    const uint64_t bytes = tableBlockBytes(std::max<uint32_t>(cluster.tuning.session_table_size, 16));
+    configured += bytes;
+    largest = std::max(largest, bytes);
+  }
+  plan.arena_bytes = configured + uint64_t{cluster_slots} * largest;
+  return plan;
+}
+
+// --- ShmSegment ---
+
+ShmSegment::~ShmSegment() {
+  region_.reset();
+  shm_.reset();
+  if (remove_on_destroy_ && creator_pid_ == ::getpid()) remove(name_);
+}
+
+bool ShmSegment::remove(const std::string& name) {
+  try {
+    return bip::shared_memory_object::remove(name.c_str());
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+std::unique_ptr<ShmSegment> ShmSegment::create(const std::string& name, const SegmentPlan& plan,
+                                               std::string& error) {
+  if (!validName(name, error)) return nullptr;
+  if (plan.cluster_slots == 0 || plan.cluster_slots > kMaxClusterSlots) {
+    error = "cluster slots must be 1.." + std::to_string(kMaxClusterSlots) + ", got " +
+            std::to_string(plan.cluster_slots);
+    return nullptr;
+  }
+  const uint64_t arena_offset =
+      shmRoundUp(kShmClustersOffset + uint64_t{plan.cluster_slots} * kShmClusterStride, kShmPageBytes);
+  const uint64_t arena_bytes = shmRoundUp(plan.arena_bytes, kShmPageBytes);
+  const uint64_t total = arena_offset + arena_bytes;
+
+  std::unique_ptr<ShmSegment> seg(new ShmSegment());
+  seg->name_ = name;
+  try {
+    // A segment of this name is left over from a run that did not exit
+    // cleanly (the pid file guarantees no live instance owns it).
+    bip::shared_memory_object::remove(name.c_str());
+    seg->shm_ = std::make_unique<bip::shared_memory_object>(bip::create_only, name.c_str(),
+                                                            bip::read_write, bip::permissions(0600));
+    // From here on the name is ours: remove it again if setting up fails.
+    seg->remove_on_destroy_ = true;
+    seg->creator_pid_ = ::getpid();
+    seg->shm_->truncate(static_cast<bip::offset_t>(total));
+    seg->region_ = std::make_unique<bip::mapped_region>(*seg->shm_, bip::read_write);
+  } catch (const std::exception& e) {
+    error = "cannot create shared memory \"" + name + "\" (" + std::to_string(total) +
+            " bytes): " + e.what();
+    return nullptr;
+  }
+  seg->base_ = static_cast<unsigned char*>(seg->region_->get_address());
+  if (!seg->reserveRange(0, kShmClustersOffset, error)) return nullptr;
+  // The first page of each slot is read by every scan (in_use), and a read
+  // fault on a tmpfs hole allocates the page anyway: reserve them up front so
+  // a full /dev/shm shows here, not as a SIGBUS in a reader.
+  for (uint32_t i = 0; i < plan.cluster_slots; ++i) {
+    if (!seg->reserveRange(kShmClustersOffset + uint64_t{i} * kShmClusterStride, kShmPageBytes, error))
+      return nullptr;
+  }
+
+  auto* h = new (seg->base_) ShmHeader{};
+  h->layout_version = kShmLayoutVersion;
+  h->header_bytes = sizeof(ShmHeader);
+  h->total_bytes = total;
+  h->creator_pid = ::getpid();
+  h->cluster_slots = plan.cluster_slots;
+  h->created_unix_ms = nowUnixMs();
+  h->cluster_record_bytes = sizeof(ClusterRecord);
+  h->member_record_bytes = sizeof(MemberRecord);
+  h->members_per_cluster = kMaxMembersPerCluster;
+  h->clusters_offset = kShmClustersOffset;
+  h->cluster_stride = kShmClusterStride;
+  h->arena_offset = arena_offset;
+  h->arena_bytes = arena_bytes;
+  // Cluster records need no construction: fresh tmpfs pages are zero, which
+  // is every atomic's zero value and "slot free". Magic last, so an opener
+  // never accepts a half-written header.
+  std::atomic_thread_fence(std::memory_order_release);
+  std::atomic_ref<uint64_t>(h->magic).store(kShmMagic, std::memory_order_release);
+  seg->header_ = h;
+  return seg;
+}
+
+std::unique_ptr<ShmSegment> ShmSegment::open(const std::string& name, std::string& error) {
+  if (!validName(name, error)) return nullptr;
+  std::unique_ptr<ShmSegment> seg(new ShmSegment());
+  seg->name_ = name;
+  bip::offset_t size = 0;
+  try {
+    seg->shm_ = std::make_unique<bip::shared_memory_object>(bip::open_only, name.c_str(), bip::read_write);
+    if (!seg->shm_->get_size(size)) size = 0;
+    if (size < static_cast<bip::offset_t>(sizeof(ShmHeader))) {
+      error = "shared memory \"" + name + "\" is too small for a header (" + std::to_string(size) +
+              " bytes)";
+      return nullptr;
+    }
+    seg->region_ = std::make_unique<bip::mapped_region>(*seg->shm_, bip::read_write);
+  } catch (const std::exception& e) {
+    error = "cannot open shared memory \"" + name + "\": " + e.what();
+    return nullptr;
+  }
+  seg->base_ = static_cast<unsigned char*>(seg->region_->get_address());
+  const auto* h = reinterpret_cast<const ShmHeader*>(seg->base_);
+  const uint64_t magic = std::atomic_ref<uint64_t>(const_cast<uint64_t&>(h->magic)).load(std::memory_order_acquire);
+  const std::string prefix = "shared memory \"" + name + "\": ";
+  if (magic != kShmMagic) {
+    error = prefix + "bad magic (not an rtp_cluster segment, or its creator died while creating it)";
+    return nullptr;
+  }
+  if (h->layout_version != kShmLayoutVersion) {
+    error = prefix + "layout version " + std::to_string(h->layout_version) + ", this binary reads " +
+            std::to_string(kShmLayoutVersion) + " (segment of another rtp_cluster version?)";
+    return nullptr;
+  }
+  if (h->header_bytes != sizeof(ShmHeader) || h->cluster_record_bytes != sizeof(ClusterRecord) ||
+      h->member_record_bytes != sizeof(MemberRecord) || h->members_per_cluster != kMaxMembersPerCluster ||
+      h->clusters_offset != kShmClustersOffset || h->cluster_stride != kShmClusterStride) {
+    error = prefix + "record sizes differ from this binary's layout";
+    return nullptr;
+  }
+  const uint64_t records_end = h->clusters_offset + uint64_t{h->cluster_slots} * h->cluster_stride;
+  if (h->total_bytes != static_cast<uint64_t>(size)) {
+    error = prefix + "size is " + std::to_string(size) + " bytes, header says " +
+            std::to_string(h->total_bytes);
+    return nullptr;
+  }
+  if (h->cluster_slots == 0 || h->cluster_slots > kMaxClusterSlots || h->arena_offset < records_end ||
+      h->arena_offset % kShmPageBytes != 0 || h->arena_offset + h->arena_bytes != h->total_bytes) {
+    error = prefix + "inconsistent header (slots, arena)";
+    return nullptr;
+  }
+  seg->header_ = const_cast<ShmHeader*>(h);
+  return seg;
+}
+
+int ShmSegment::fd() const { return shm_->get_mapping_handle().handle; }
+
+bool ShmSegment::reserveRange(uint64_t offset, uint64_t bytes, std::string& error) {
+  const int rc = ::posix_fallocate(fd(), static_cast<off_t>(offset), static_cast<off_t>(bytes));
+  if (rc != 0) {
+    error = "shared memory \"" + name_ + "\": cannot reserve " + std::to_string(bytes) +
+            " bytes: " + std::strerror(rc);
+    return false;
+  }
+  return true;
+}
+
+void ShmSegment::zeroRange(uint64_t offset, uint64_t bytes) {
+  if (bytes == 0) return;
+  // A hole reads back as zeros and gives the pages back to the system.
+  if (::fallocate(fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                  static_cast<off_t>(bytes)) != 0) {
+    std::memset(base_ + offset, 0, bytes);
+  }
+}
+
+ClusterRecord* ShmSegment::cluster(uint32_t index) {
+  if (index >= header_->cluster_slots) return nullptr;
+  return std::launder(reinterpret_cast<ClusterRecord*>(base_ + header_->clusters_offset +
+                                                       uint64_t{index} * header_->cluster_stride));
+}
+
+const ClusterRecord* ShmSegment::cluster(uint32_t index) const {
+  return const_cast<ShmSegment*>(this)->cluster(index);
+}
+
+MemberRecord* ShmSegment::member(uint32_t index, uint32_t member) {
+  ClusterRecord* c = cluster(index);
+  if (c == nullptr || member >= kMaxMembersPerCluster) return nullptr;
+  return &c->members[member];
+}
+
+const MemberRecord* ShmSegment::member(uint32_t index, uint32_t member) const {
+  return const_cast<ShmSegment*>(this)->member(index, member);
+}
+
+void* ShmSegment::sessionMemory(uint32_t index, size_t& bytes) {
+  bytes = 0;
+  ClusterRecord* c = cluster(index);
+  if (c == nullptr || c->in_use.load(kRelaxed) == 0) return nullptr;
+  const uint64_t offset = c->table_offset.load(kRelaxed);
+  const uint64_t size = c->table_bytes.load(kRelaxed);
+  if (offset == 0 || size == 0 || offset < header_->arena_offset || offset + size > header_->total_bytes)
+    return nullptr;
+  bytes = size;
+  return base_ + offset;
+}
+
+std::optional<uint32_t> ShmSegment::findCluster(std::string_view name) const {
+  for (uint32_t i = 0; i < header_->cluster_slots; ++i) {
+    const ClusterRecord* c = cluster(i);
+    if (c->in_use.load(kRelaxed) != 0 && textEquals(c->name, sizeof c->name, name)) return i;
+  }
+  return std::nullopt;
+}
+
+uint64_t ShmSegment::arenaUsedBytes() const {
+  uint64_t used = 0;
+  for (uint32_t i = 0; i < header_->cluster_slots; ++i) {
+    const ClusterRecord* c = cluster(i);
+    if (c->in_use.load(kRelaxed) != 0) used += c->table_bytes.load(kRelaxed);
+  }
+  return used;
+}
+
+uint64_t ShmSegment::residentBytes() const {
+  struct stat st {};
+  if (::fstat(fd(), &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+std::optional<uint64_t> ShmSegment::findArenaGap(uint64_t bytes, uint32_t ignore_slot) const {
+  struct Block {
+    uint64_t offset, bytes;
+  };
+  std::vector<Block> used;
+  for (uint32_t i = 0; i < header_->cluster_slots; ++i) {
+    const ClusterRecord* c = cluster(i);
+    if (i == ignore_slot || c->in_use.load(kRelaxed) == 0) continue;
+    const uint64_t size = c->table_bytes.load(kRelaxed);
+    if (size != 0) used.push_back({c->table_offset.load(kRelaxed), size});
+  }
+  std::sort(used.begin(), used.end(), [](const Block& a, const Block& b) { return a.offset < b.offset; });
+  uint64_t cursor = header_->arena_offset;
+  for (const Block& b : used) {
+    if (b.offset >= cursor && b.offset - cursor >= bytes) return cursor;
+    cursor = std::max(cursor, b.offset + b.bytes);
+  }
+  if (header_->total_bytes - cursor >= bytes) return cursor;
+  return std::nullopt;
+}
+
+std::optional<ClusterSlot> ShmSegment::allocateCluster(std::string_view name, uint32_t max_calls,
+                                                       std::string& error) {
+  if (name.empty() || name.size() > kMaxNameBytes) {
+    error = "cluster name must be 1.." + std::to_string(kMaxNameBytes) + " bytes";
+    return std::nullopt;
+  }
+  const uint64_t block = tableBlockBytes(max_calls);
+  if (block == 0) {
+    error = "session table size " + std::to_string(max_calls) + " is out of range";
+    return std::nullopt;
+  }
+
+  std::optional<uint32_t> existing = findCluster(name);
+  if (existing) {
+    ClusterRecord& c = *cluster(*existing);
+    if (c.table_max_calls.load(kRelaxed) == max_calls && c.table_bytes.load(kRelaxed) == block)
+      return ClusterSlot{*existing, c.generation.load(kRelaxed), true};
+  }
+
+  uint32_t index = 0;
+  if (existing) {
+    index = *existing;
+  } else {
+    bool found = false;
+    for (uint32_t i = 0; i < header_->cluster_slots && !found; ++i) {
+      if (cluster(i)->in_use.load(kRelaxed) == 0) {
+        index = i;
+        found = true;
+      }
+    }
+    if (!found) {
+      error = "no free cluster slot (all " + std::to_string(header_->cluster_slots) + " in use)";
+      return std::nullopt;
+    }
+  }
+
+  // The old block of a resized cluster counts as free: it may be reused in place.
+  std::optional<uint64_t> offset = findArenaGap(block, index);
+  if (!offset) {
+    error = "session-table arena full: " + std::to_string(block) + " bytes needed, " +
+            std::to_string(arenaUsedBytes()) + " of " + std::to_string(header_->arena_bytes) + " in use";
+    return std::nullopt;
+  }
+  ClusterRecord& c = *cluster(index);
+  const uint64_t record_offset = header_->clusters_offset + uint64_t{index} * header_->cluster_stride;
+  if (!existing) {
+    // The worker part of a fresh slot must read as zeros (freeCluster punched
+    // it, a never-used slot is zero; this makes sure), then gets its pages.
+    zeroRange(record_offset + offsetof(ClusterRecord, counters_seq),
+              header_->cluster_stride - offsetof(ClusterRecord, counters_seq));
+    if (!reserveRange(record_offset, header_->cluster_stride, error)) return std::nullopt;
+  }
+  // Zero first: the worker must find no table there (a stale one of the same
+  // size would otherwise be attached with another cluster's calls).
+  zeroRange(*offset, block);
+  if (!reserveRange(*offset, block, error)) {
+    zeroRange(*offset, block);
+    return std::nullopt;
+  }
+
+  const uint64_t old_offset = c.table_offset.load(kRelaxed);
+  const uint64_t old_bytes = c.table_bytes.load(kRelaxed);
+  c.slot_seq.writeBegin();
+  if (!existing) {
+    c.generation.store(c.generation.load(kRelaxed) + 1, kRelaxed);
+    c.config_index.store(0, kRelaxed);
+    c.worker_pid.store(0, kRelaxed);
+    c.restarts.store(0, kRelaxed);
+    c.worker_started_unix_ms.store(0, kRelaxed);
+    storeText(c.name, sizeof c.name, name);
+    storeText(c.control_uri, sizeof c.control_uri, "");
+  }
+  c.table_offset.store(*offset, kRelaxed);
+  c.table_bytes.store(block, kRelaxed);
+  c.table_max_calls.store(max_calls, kRelaxed);
+  c.in_use.store(1, kRelaxed);
+  c.slot_seq.writeEnd();
+
+  // Release the old block where the new one does not overlap it.
+  if (existing && old_bytes != 0) {
+    const uint64_t old_end = old_offset + old_bytes;
+    const uint64_t new_end = *offset + block;
+    if (old_offset < *offset) zeroRange(old_offset, std::min(old_end, *offset) - old_offset);
+    if (old_end > new_end) {
+      const uint64_t from = std::max(old_offset, new_end);
+      zeroRange(from, old_end - from);
+    }
+  }
+  return ClusterSlot{index, c.generation.load(kRelaxed), false};
+}
+
+bool ShmSegment::freeCluster(uint32_t index) {
+  ClusterRecord* c = cluster(index);
+  if (c == nullptr || c->in_use.load(kRelaxed) == 0) return false;
+  const uint64_t offset = c->table_offset.load(kRelaxed);
+  const uint64_t bytes = c->table_bytes.load(kRelaxed);
+  c->slot_seq.writeBegin();
+  c->in_use.store(0, kRelaxed);
+  c->generation.store(c->generation.load(kRelaxed) + 1, kRelaxed);
+  c->worker_pid.store(0, kRelaxed);
+  c->table_offset.store(0, kRelaxed);
+  c->table_bytes.store(0, kRelaxed);
+  c->table_max_calls.store(0, kRelaxed);
+  storeText(c->name, sizeof c->name, "");
+  c->slot_seq.writeEnd();
+  if (bytes != 0) zeroRange(offset, bytes);
+  // The slot part stays (its generation must survive); the worker part goes.
+  const uint64_t record_offset = header_->clusters_offset + uint64_t{index} * header_->cluster_stride;
+  zeroRange(record_offset + offsetof(ClusterRecord, counters_seq),
+            header_->cluster_stride - offsetof(ClusterRecord, counters_seq));
+  return true;
+}
+
+uint32_t ShmSegment::recoverCluster(uint32_t index) {
+  ClusterRecord* c = cluster(index);
+  if (c == nullptr) return 0;
+  uint32_t reset = c->counters_seq.recover() ? 1 : 0;
+  for (MemberRecord& m : c->members) reset += m.seq.recover() ? 1 : 0;
+  return reset;
+}
+
+// --- publishing ---
+
+void publishMember(MemberRecord& r, const MemberConfig& config, const MemberLiveStatus& live) {
+  r.seq.writeBegin();
+  r.in_use.store(1, kRelaxed);
+  r.weight.store(config.weight, kRelaxed);
+  r.capacity.store(config.capacity, kRelaxed);
+  r.admin_status.store(static_cast<uint8_t>(live.status), kRelaxed);
+  r.online.store(live.online ? 1 : 0, kRelaxed);
+  r.health.store(live.health, kRelaxed);
+  r.active_known.store(live.active_sessions ? 1 : 0, kRelaxed);
+  r.active_sessions.store(live.active_sessions.value_or(0.0), kRelaxed);
+  r.stats_unsupported.store(live.stats_unsupported ? 1 : 0, kRelaxed);
+  r.capabilities.store(live.capabilities, kRelaxed);
+  r.bound_sessions.store(live.bound_sessions, kRelaxed);
+  r.utilisation.store(live.utilisation, kRelaxed);
+  r.rtt_us.store(live.rtt_us, kRelaxed);
+  r.commands.store(live.commands, kRelaxed);
+  r.timeouts.store(live.timeouts, kRelaxed);
+  r.failovers.store(live.failovers, kRelaxed);
+  r.deferred_deletes.store(live.deferred_deletes, kRelaxed);
+  storeText(r.name, sizeof r.name, config.name);
+  storeText(r.uri, sizeof r.uri, config.address.uri());
+  storeText(r.wan_address, sizeof r.wan_address, config.wan_address);
+  storeText(r.lan_address, sizeof r.lan_address, config.lan_address);
+  storeText(r.cmd_out_address, sizeof r.cmd_out_address, config.cmd_out_address);
+  r.seq.writeEnd();
+}
+
+void clearMember(MemberRecord& r) {
+  r.seq.writeBegin();
+  r.in_use.store(0, kRelaxed);
+  storeText(r.name, sizeof r.name, "");
+  r.seq.writeEnd();
+}
+
+void publishCounters(ClusterRecord& r, const ClusterCounters& c, uint64_t now_unix_ms) {
+  r.counters_seq.writeBegin();
+  r.commands.store(c.commands, kRelaxed);
+  r.answered_locally.store(c.answered_locally, kRelaxed);
+  r.routed.store(c.routed, kRelaxed);
+  r.created.store(c.created, kRelaxed);
+  r.broadcasts.store(c.broadcasts, kRelaxed);
+  r.failovers.store(c.failovers, kRelaxed);
+  r.parse_errors.store(c.parse_errors, kRelaxed);
+  r.cluster_errors.store(c.cluster_errors, kRelaxed);
+  r.late_offers.store(c.late_offers, kRelaxed);
+  r.tracked_calls.store(c.tracked_calls, kRelaxed);
+  r.deleted_calls.store(c.deleted_calls, kRelaxed);
+  r.published_unix_ms.store(now_unix_ms, kRelaxed);
+  r.counters_seq.writeEnd();
+}
+
+void publishClusterInfo(ClusterRecord& r, uint32_t config_index, const SocketAddress& control) {
+  r.slot_seq.writeBegin();
+  r.config_index.store(config_index, kRelaxed);
+  storeText(r.control_uri, sizeof r.control_uri, control.uri());
+  r.slot_seq.writeEnd();
+}
+
+void publishWorker(ClusterRecord& r, int32_t pid, uint32_t restarts, uint64_t started_unix_ms) {
+  r.slot_seq.writeBegin();
+  r.worker_pid.store(pid, kRelaxed);
+  r.restarts.store(restarts, kRelaxed);
+  r.worker_started_unix_ms.store(started_unix_ms, kRelaxed);
+  r.slot_seq.writeEnd();
+}
+
+// --- reading ---
+
+bool readMember(const MemberRecord& r, MemberSnapshot& out, bool& in_use, bool patient) {
+  std::string uri;
+  const bool ok = readConsistent(r.seq, patient, [&] {
+    in_use = r.in_use.load(kRelaxed) != 0;
+    out.weight = r.weight.load(kRelaxed);
+    out.capacity = r.capacity.load(kRelaxed);
+    const uint8_t status = r.admin_status.load(kRelaxed);
+    out.status = status <= static_cast<uint8_t>(AdminStatus::kDraining) ? static_cast<AdminStatus>(status)
+                                                                         : AdminStatus::kActive;
+    out.online = r.online.load(kRelaxed) != 0;
+    out.health = r.health.load(kRelaxed);
+    const bool known = r.active_known.load(kRelaxed) != 0;
+    const double active = r.active_sessions.load(kRelaxed);
+    out.active_sessions = known ? std::optional<double>(active) : std::nullopt;
+    out.stats_unsupported = r.stats_unsupported.load(kRelaxed) != 0;
+    out.capabilities = r.capabilities.load(kRelaxed);
+    out.bound_sessions = r.bound_sessions.load(kRelaxed);
+    out.utilisation = r.utilisation.load(kRelaxed);
+    out.rtt_seconds = static_cast<double>(r.rtt_us.load(kRelaxed)) / 1e6;
+    out.commands = r.commands.load(kRelaxed);
+    out.timeouts = r.timeouts.load(kRelaxed);
+    out.failovers = r.failovers.load(kRelaxed);
+    out.deferred_deletes = r.deferred_deletes.load(kRelaxed);
+    loadText(r.name, sizeof r.name, out.name);
+    loadText(r.uri, sizeof r.uri, uri);
+    loadText(r.wan_address, sizeof r.wan_address, out.wan_address);
+    loadText(r.lan_address, sizeof r.lan_address, out.lan_address);
+    loadText(r.cmd_out_address, sizeof r.cmd_out_address, out.cmd_out_address);
+  });
+  // Parsed outside the retry loop: only the stable copy is worth the work.
+  if (in_use) out.address = addressFromUri(uri);
+  return ok;
+}
+
+bool readClusterSlot(const ClusterRecord& r, ClusterSnapshot& out, bool& in_use, bool patient) {
+  std::string uri;
+  uint32_t config_index = 0;
+  const bool ok = readConsistent(r.slot_seq, patient, [&] {
+    in_use = r.in_use.load(kRelaxed) != 0;
+    out.generation = r.generation.load(kRelaxed);
+    config_index = r.config_index.load(kRelaxed);
+    out.worker_pid = r.worker_pid.load(kRelaxed);
+    out.worker_restarts = r.restarts.load(kRelaxed);
+    out.worker_started_unix_ms = r.worker_started_unix_ms.load(kRelaxed);
+    loadText(r.name, sizeof r.name, out.name);
+    loadText(r.control_uri, sizeof r.control_uri, uri);
+  });
+  out.index = static_cast<uint16_t>(std::min<uint32_t>(config_index, UINT16_MAX));
+  if (in_use && !uri.empty()) out.address = addressFromUri(uri);
+  return ok;
+}
+
+bool readCounters(const ClusterRecord& r, ClusterSnapshot& out, bool patient) {
+  uint64_t tracked = 0;
+  const bool ok = readConsistent(r.counters_seq, patient, [&] {
+    out.commands = r.commands.load(kRelaxed);
+    out.answered_locally = r.answered_locally.load(kRelaxed);
+    out.routed = r.routed.load(kRelaxed);
+    out.created = r.created.load(kRelaxed);
+    out.broadcasts = r.broadcasts.load(kRelaxed);
+    out.failovers = r.failovers.load(kRelaxed);
+    out.parse_errors = r.parse_errors.load(kRelaxed);
+    out.cluster_errors = r.cluster_errors.load(kRelaxed);
+    out.late_offers = r.late_offers.load(kRelaxed);
+    tracked = r.tracked_calls.load(kRelaxed);
+    out.deleted_calls = r.deleted_calls.load(kRelaxed);
+    out.published_unix_ms = r.published_unix_ms.load(kRelaxed);
+  });
+  out.tracked_calls = static_cast<uint32_t>(std::min<uint64_t>(tracked, UINT32_MAX));
+  return ok;
+}
+
+StatusSnapshot takeSnapshot(const ShmSegment& segment) {
+  StatusSnapshot snap;
+  snap.taken_unix_ms = nowUnixMs();
+  for (uint32_t i = 0; i < segment.clusterSlots(); ++i) {
+    const ClusterRecord& record = *segment.cluster(i);
+    if (record.in_use.load(kRelaxed) == 0) continue;  // cheap skip; re-checked under the lock
+    ClusterSnapshot cluster;
+    bool in_use = false;
+    // The slot part is the supervisor's: a stuck one says nothing about the worker.
+    const bool slot_ok = readClusterSlot(record, cluster, in_use);
+    if (!in_use) continue;
+    cluster.slot = i;
+    bool consistent = readCounters(record, cluster);
+    for (uint32_t m = 0; m < kMaxMembersPerCluster; ++m) {
+      const MemberRecord& mr = record.members[m];
+      if (mr.in_use.load(kRelaxed) == 0 && (mr.seq.raw() & 1u) == 0) continue;
+      MemberSnapshot member;
+      bool member_in_use = false;
+      consistent = readMember(mr, member, member_in_use, consistent) && consistent;
+      if (!member_in_use) continue;
+      member.index = static_cast<uint16_t>(m);
+      cluster.members.push_back(std::move(member));
+    }
+    cluster.consistent = consistent && slot_ok;
+    snap.clusters.push_back(std::move(cluster));
+  }
+  std::stable_sort(snap.clusters.begin(), snap.clusters.end(),
+                   [](const ClusterSnapshot& a, const ClusterSnapshot& b) { return a.index < b.index; });
+  return snap;
+}
+
+}  // namespace rtpc
