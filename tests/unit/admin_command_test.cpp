@@ -1,0 +1,284 @@
+// The admin command parser: raw lines as an operator or a script types them,
+// the exact reference error strings, usage on malformed commands, hostile
+// bytes, and the help text generated from the table.
+
+#include "shared/admin_command.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <variant>
+
+namespace rtpc {
+namespace {
+
+AdminCommand expectCommand(const AdminParseResult& r, const std::string& line) {
+  if (const AdminError* e = std::get_if<AdminError>(&r)) {
+    ADD_FAILURE() << "line " << testing::PrintToString(line) << " answered " << e->answer;
+    return {};
+  }
+  return std::get<AdminCommand>(r);
+}
+
+std::string expectError(const AdminParseResult& r, const std::string& line) {
+  if (std::holds_alternative<AdminCommand>(r)) {
+    ADD_FAILURE() << "line " << testing::PrintToString(line) << " was accepted";
+    return {};
+  }
+  return std::get<AdminError>(r).answer;
+}
+
+TEST(AdminCommandTest, ParsesEveryCommandFormAndAlias) {
+  struct Case {
+    std::string line;
+    AdminAction action;
+    AdminFormat format;
+    const char* cluster;
+    const char* member;
+  };
+  const Case cases[] = {
+      {"ls", AdminAction::kListClusters, AdminFormat::kText, "", ""},
+      {"ls\n", AdminAction::kListClusters, AdminFormat::kText, "", ""},
+      {"ls\r\n", AdminAction::kListClusters, AdminFormat::kText, "", ""},
+      {"  ls  ", AdminAction::kListClusters, AdminFormat::kText, "", ""},
+      {"ls json", AdminAction::kListClusters, AdminFormat::kJson, "", ""},
+      {"ls c1", AdminAction::kListMembers, AdminFormat::kText, "c1", ""},
+      {"ls\tSupercluster#1", AdminAction::kListMembers, AdminFormat::kText, "Supercluster#1", ""},
+      {"ls c1 json", AdminAction::kListMembers, AdminFormat::kJson, "c1", ""},
+      {"ls json json", AdminAction::kListMembers, AdminFormat::kJson, "json", ""},
+      {"workers", AdminAction::kListWorkers, AdminFormat::kText, "", ""},
+      {"workers json", AdminAction::kListWorkers, AdminFormat::kJson, "", ""},
+      {"modify c1 delete rtpp1", AdminAction::kDeleteMember, AdminFormat::kText, "c1", "rtpp1"},
+      {"modify c1 remove rtpp1", AdminAction::kDeleteMember, AdminFormat::kText, "c1", "rtpp1"},
+      {"modify c1 pause rtpp1", AdminAction::kSuspendMember, AdminFormat::kText, "c1", "rtpp1"},
+      {"modify c1 suspend rtpp1", AdminAction::kSuspendMember, AdminFormat::kText, "c1", "rtpp1"},
+      {"modify  c1   resume\trtpp1\r\n", AdminAction::kResumeMember, AdminFormat::kText, "c1", "rtpp1"},
+      {"reload", AdminAction::kReload, AdminFormat::kText, "", ""},
+      {"help", AdminAction::kHelp, AdminFormat::kText, "", ""},
+      {"h", AdminAction::kHelp, AdminFormat::kText, "", ""},
+      {"quit", AdminAction::kQuit, AdminFormat::kText, "", ""},
+      {"q", AdminAction::kQuit, AdminFormat::kText, "", ""},
+      {"exit", AdminAction::kQuit, AdminFormat::kText, "", ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(testing::PrintToString(c.line));
+    const AdminCommand cmd = expectCommand(parseAdminLine(c.line), c.line);
+    EXPECT_EQ(cmd.action, c.action);
+    EXPECT_EQ(cmd.format, c.format);
+    EXPECT_EQ(cmd.cluster, c.cluster);
+    EXPECT_EQ(cmd.member, c.member);
+  }
+}
+
+TEST(AdminCommandTest, AnswersTheReferenceErrorStringsExactly) {
+  struct Case {
+    std::string line;
+    const char* answer;
+  };
+  const Case cases[] = {
+      {"", "ERROR: unknown command\n"},
+      {"   ", "ERROR: unknown command\n"},
+      {"foo", "ERROR: unknown command\n"},
+      {"LS", "ERROR: unknown command\n"},
+      {"lsx", "ERROR: unknown command\n"},  // the reference's startswith() took this as ls
+      {"modifyx c1 add", "ERROR: unknown command\n"},
+      {"modify c1 destroy rtpp1", "ERROR: unsupported action: \"destroy\"\n"},
+      {"modify c1 ADD name=x", "ERROR: unsupported action: \"ADD\"\n"},
+      {"modify c1 \"x", "ERROR: unsupported action: \"\\\"x\"\n"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(testing::PrintToString(c.line));
+    EXPECT_EQ(expectError(parseAdminLine(c.line), c.line), c.answer);
+  }
+}
+
+TEST(AdminCommandTest, MalformedKnownCommandsGetOneErrorLineWithTheirUsage) {
+  const std::string add_usage =
+      "modify CLUSTER_NAME add name=NAME,protocol=udp|udp6|unix,address=ADDRESS,capacity=N,weight=N"
+      "[,status=ACTIVE|SUSPENDED][,wan_address=IP][,lan_address=IP][,cmd_out_address=IP]";
+  const std::string member_usage = "modify CLUSTER_NAME delete|remove|pause|suspend|resume RTPPROXY_NAME";
+  struct Case {
+    std::string line;
+    std::string answer;
+  };
+  const Case cases[] = {
+      {"ls c1 extra", "ERROR: ls: unexpected argument \"extra\"; usage: ls [CLUSTER_NAME] [json]\n"},
+      {"ls c1 json json", "ERROR: ls: unexpected argument \"json\"; usage: ls [CLUSTER_NAME] [json]\n"},
+      {"workers text", "ERROR: workers: unexpected argument \"text\"; usage: workers [json]\n"},
+      {"workers json x", "ERROR: workers: unexpected argument \"json\"; usage: workers [json]\n"},
+      {"reload now", "ERROR: reload: unexpected argument \"now\"; usage: reload\n"},
+      {"help me", "ERROR: help: unexpected argument \"me\"; usage: help\n"},
+      {"quit now", "ERROR: quit: unexpected argument \"now\"; usage: quit\n"},
+      {"modify", "ERROR: modify: missing cluster name; usage: " + add_usage + " or " + member_usage + "\n"},
+      {"modify c1", "ERROR: modify: missing action; usage: " + add_usage + " or " + member_usage + "\n"},
+      {"modify c1 delete", "ERROR: modify delete: missing RTPproxy name; usage: " + member_usage + "\n"},
+      {"modify c1 pause a b", "ERROR: modify pause: unexpected argument \"b\"; usage: " + member_usage + "\n"},
+      {"modify c1 add", "ERROR: modify add: missing member fields; usage: " + add_usage + "\n"},
+      {"modify c1 add name=a, protocol=udp",
+       "ERROR: modify add: unexpected argument \"protocol=udp\" (fields are separated by commas, no spaces); usage: " +
+           add_usage + "\n"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(testing::PrintToString(c.line));
+    EXPECT_EQ(expectError(parseAdminLine(c.line), c.line), c.answer);
+  }
+}
+
+TEST(AdminCommandTest, ModifyAddProducesAValidatedMemberWithStatusDefaultingToActive) {
+  const std::string line =
+      "modify Supercluster#1 add name=RTPPROXY5,protocol=udp,address=192.168.222.1:4444,capacity=2500,weight=100";
+  const AdminCommand cmd = expectCommand(parseAdminLine(line), line);
+  EXPECT_EQ(cmd.action, AdminAction::kAddMember);
+  EXPECT_EQ(cmd.cluster, "Supercluster#1");
+  MemberConfig expected;
+  expected.name = "RTPPROXY5";
+  expected.address = SocketAddress{Transport::kUdp, "192.168.222.1", 4444, {}};
+  expected.capacity = 2500;
+  expected.weight = 100;
+  expected.status = AdminStatus::kActive;
+  EXPECT_EQ(cmd.new_member, expected);
+}
+
+TEST(AdminCommandTest, ModifyAddTakesEveryOptionalFieldInAnyOrder) {
+  struct Case {
+    std::string fields;
+    MemberConfig expected;
+  };
+  const Case cases[] = {
+      {"weight=0,capacity=1,address=[::1]:32323,protocol=UDP6,name=r6,status=suspended",
+       {"r6", {Transport::kUdp6, "::1", 32323, {}}, 0, 1, AdminStatus::kSuspended, "", "", ""}},
+      {"name=u,protocol=unix,address=/var/run/rtpproxy.sock,capacity=10,weight=5,status=ACTIVE",
+       {"u", {Transport::kUnix, {}, 0, "/var/run/rtpproxy.sock"}, 5, 10, AdminStatus::kActive, "", "", ""}},
+      {"name=w,protocol=udp,address=10.0.0.1,capacity=+7,weight=1,wan_address=1.2.3.4,lan_address=10.0.0.5,"
+       "cmd_out_address=10.0.0.9",
+       {"w", {Transport::kUdp, "10.0.0.1", 22222, {}}, 1, 7, AdminStatus::kActive, "1.2.3.4", "10.0.0.5",
+        "10.0.0.9"}},
+      {"name=v6,protocol=udp6,address=[2001:db8::1]:9,capacity=1000000,weight=1000000,wan_address=2001:db8::2",
+       {"v6", {Transport::kUdp6, "2001:db8::1", 9, {}}, 1000000, 1000000, AdminStatus::kActive, "2001:db8::2", "", ""}},
+      // An empty optional host leaves it unset, as an empty config element does.
+      {"name=e,protocol=udp,address=127.0.0.1:1,capacity=1,weight=1,wan_address=",
+       {"e", {Transport::kUdp, "127.0.0.1", 1, {}}, 1, 1, AdminStatus::kActive, "", "", ""}},
+  };
+  for (const Case& c : cases) {
+    const std::string line = "modify c add " + c.fields;
+    SCOPED_TRACE(line);
+    const AdminCommand cmd = expectCommand(parseAdminLine(line), line);
+    EXPECT_EQ(cmd.action, AdminAction::kAddMember);
+    EXPECT_EQ(cmd.new_member, c.expected);
+  }
+}
+
+TEST(AdminCommandTest, ModifyAddNamesTheFieldInEveryFieldError) {
+  const std::string ok_rest = "protocol=udp,address=127.0.0.1:1,capacity=1,weight=1";
+  struct Case {
+    std::string fields;
+    const char* problem;  // between "modify add: " and "; usage:"
+  };
+  const Case cases[] = {
+      {"protocol=udp,address=127.0.0.1:1,capacity=1,weight=1", "missing field \"name\""},
+      {"name=a,address=127.0.0.1:1,capacity=1,weight=1", "missing field \"protocol\""},
+      {"name=a,protocol=udp,capacity=1,weight=1", "missing field \"address\""},
+      {"name=a,protocol=udp,address=127.0.0.1:1,weight=1", "missing field \"capacity\""},
+      {"name=a,protocol=udp,address=127.0.0.1:1,capacity=1", "missing field \"weight\""},
+      {"name=a,colour=red," + ok_rest, "unknown field \"colour\""},
+      {"name=a,name=b," + ok_rest, "field \"name\" given twice"},
+      {"name=a,," + ok_rest, "empty field (two commas in a row or a comma at an end)"},
+      {"name=a," + ok_rest + ",", "empty field (two commas in a row or a comma at an end)"},
+      {"name," + ok_rest, "field \"name\" is not key=value"},
+      {"name=," + ok_rest, "name must not be empty"},
+      {"name=" + std::string(64, 'n') + "," + ok_rest, "name is 64 bytes, at most 63 allowed"},
+      {"name=a,protocol=sctp,address=127.0.0.1:1,capacity=1,weight=1",
+       "protocol must be one of udp, udp6, unix, cunix, tcp, tcp6, got \"sctp\""},
+      {"name=a,protocol=udp,address=,capacity=1,weight=1", "address: address is empty"},
+      {"name=a,protocol=udp,address=127.0.0.1:99999,capacity=1,weight=1",
+       "address: port must be 1..65535, got \"99999\""},
+      {"name=a,protocol=udp,address=127.0.0.1:1,capacity=0,weight=1",
+       "capacity must be an integer 1..1000000, got \"0\""},
+      {"name=a,protocol=udp,address=127.0.0.1:1,capacity=-5,weight=1",
+       "capacity must be an integer 1..1000000, got \"-5\""},
+      {"name=a,protocol=udp,address=127.0.0.1:1,capacity=1000001,weight=1",
+       "capacity must be an integer 1..1000000, got \"1000001\""},
+      {"name=a,protocol=udp,address=127.0.0.1:1,capacity=1,weight=abc",
+       "weight must be an integer 0..1000000, got \"abc\""},
+      {"name=a,protocol=udp,address=127.0.0.1:1,capacity=1,weight=99999999999999999999999",
+       "weight must be an integer 0..1000000, got \"99999999999999999999999\""},
+      {"name=a," + ok_rest + ",status=DRAINING", "status must be ACTIVE or SUSPENDED, got \"DRAINING\""},
+      {"name=a," + ok_rest + ",status=", "status must be ACTIVE or SUSPENDED, got \"\""},
+      {"name=a," + ok_rest + ",wan_address=1.2.3.4:5",
+       "wan_address must be an IP address or host name, got \"1.2.3.4:5\""},
+      {"name=a," + ok_rest + ",lan_address=[::1]", "lan_address must be an IP address or host name, got \"[::1]\""},
+      {"name=a," + ok_rest + ",cmd_out_address=bad/host",
+       "cmd_out_address must be an IP address or host name, got \"bad/host\""},
+  };
+  for (const Case& c : cases) {
+    const std::string line = "modify c add " + c.fields;
+    SCOPED_TRACE(line);
+    const std::string answer = expectError(parseAdminLine(line), line);
+    EXPECT_EQ(answer.rfind("ERROR: modify add: " + std::string(c.problem) + "; usage: modify CLUSTER_NAME add ", 0),
+              0u)
+        << answer;
+    EXPECT_EQ(answer.find('\n'), answer.size() - 1) << "one line";
+  }
+}
+
+TEST(AdminCommandTest, HostileBytesAreAnsweredWithAnErrorNeverACrash) {
+  struct Case {
+    std::string line;
+    const char* answer;
+  };
+  const Case cases[] = {
+      {std::string("ls\0c1", 5), "ERROR: command line contains a NUL byte\n"},
+      {std::string("\0", 1), "ERROR: command line contains a NUL byte\n"},
+      {"ls caf\xc3\xa9",
+       "ERROR: command line contains the byte 0xc3 at offset 6 (only printable ASCII is accepted)\n"},
+      {"ls \x1b[2J", "ERROR: command line contains the byte 0x1b at offset 3 (only printable ASCII is accepted)\n"},
+      {"ls\x7f", "ERROR: command line contains the byte 0x7f at offset 2 (only printable ASCII is accepted)\n"},
+      {"ls\rc1", "ERROR: command line contains the byte 0x0d at offset 2 (only printable ASCII is accepted)\n"},
+      {"ls\n\n", "ERROR: command line contains the byte 0x0a at offset 2 (only printable ASCII is accepted)\n"},
+      {std::string(4097, 'a'), "ERROR: command line is longer than 4096 bytes\n"},
+      {"ls " + std::string(5000, 'x') + "\n", "ERROR: command line is longer than 4096 bytes\n"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(testing::PrintToString(c.line.substr(0, 40)));
+    EXPECT_EQ(expectError(parseAdminLine(c.line), c.line), c.answer);
+  }
+}
+
+TEST(AdminCommandTest, LongestAcceptedLineIsExactly4096Bytes) {
+  const std::string at_limit = "ls " + std::string(4093, 'c');
+  ASSERT_EQ(at_limit.size(), kMaxAdminLineBytes);
+  EXPECT_EQ(expectCommand(parseAdminLine(at_limit + "\r\n"), "4096").cluster, std::string(4093, 'c'));
+  EXPECT_TRUE(std::holds_alternative<AdminError>(parseAdminLine(at_limit + "c")));
+}
+
+TEST(AdminCommandTest, HostileUnsupportedActionIsQuotedAndCut) {
+  const std::string line = "modify c " + std::string(100, 'z');
+  EXPECT_EQ(expectError(parseAdminLine(line), line),
+            "ERROR: unsupported action: \"" + std::string(64, 'z') + "\"...\n");
+}
+
+TEST(AdminCommandTest, HelpIsGeneratedFromTheTableLikeTheReference) {
+  const std::string help = helpText();
+  EXPECT_EQ(help,
+            "Supported commands:\n"
+            "\tls [CLUSTER_NAME] [json]\n"
+            "\tworkers [json]\n"
+            "\tmodify CLUSTER_NAME add name=NAME,protocol=udp|udp6|unix,address=ADDRESS,capacity=N,weight=N"
+            "[,status=ACTIVE|SUSPENDED][,wan_address=IP][,lan_address=IP][,cmd_out_address=IP]\n"
+            "\tmodify CLUSTER_NAME delete|remove|pause|suspend|resume RTPPROXY_NAME\n"
+            "\treload\n"
+            "\thelp (also h)\n"
+            "\tquit (also q, exit)\n");
+  EXPECT_EQ(help.find("OK"), std::string::npos);
+  // Every row's usage is in the help, and every row's name parses.
+  for (const AdminCommandSpec& spec : adminCommands()) {
+    EXPECT_NE(help.find("\t" + std::string(spec.usage)), std::string::npos) << spec.usage;
+    const AdminParseResult r = parseAdminLine(spec.name);
+    if (const AdminError* e = std::get_if<AdminError>(&r)) {
+      EXPECT_EQ(e->answer.find("unknown command"), std::string::npos) << spec.name;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace rtpc
