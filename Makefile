@@ -4,8 +4,10 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 CONFIG ?= packaging/rtp_cluster.xml
+BENCH_BUILD ?= build-release
+BENCH_ARGS ?=
 
-.PHONY: all test check sanitize fuzz install run clean
+.PHONY: all test check sanitize fuzz install run clean bench
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -30,6 +32,13 @@ fuzz:
 
 # Everything CI runs.
 check: test sanitize fuzz
+
+# Worker benchmark (docs/benchmarks.md): release build, relays + worker on
+# loopback, ~4 minutes. E.g. make bench BENCH_ARGS="--repeat 1 --duration 2".
+bench:
+	[ -f $(BENCH_BUILD)/build.ninja ] || meson setup $(BENCH_BUILD) --buildtype=release
+	ninja -C $(BENCH_BUILD) tests/tools/rtpp_test_relay tests/tools/rtpp_loadgen worker/rtp_cluster_worker
+	python3 tests/bench/worker_bench.py --build $(BENCH_BUILD) $(BENCH_ARGS)
 
 install: all
 	meson install -C $(BUILD)

@@ -1,5 +1,6 @@
 #include "worker/control_listener.h"
 
+#include <event2/event_struct.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -200,10 +201,19 @@ class DatagramListener final : public ListenerBase {
       tx_->msgs[i].msg_hdr.msg_iovlen = 1;
     }
     scratch_.listener = this;
+    event_assign(&flush_event_, base, -1, 0, &DatagramListener::onFlush, this);
   }
+
+  ~DatagramListener() override { event_del(&flush_event_); }
 
   static void onReadable(evutil_socket_t, short, void* arg) {
     static_cast<DatagramListener*>(arg)->receive();
+  }
+
+  static void onFlush(evutil_socket_t, short, void* arg) {
+    auto* self = static_cast<DatagramListener*>(arg);
+    self->flush_scheduled_ = false;
+    self->flush();
   }
 
   void reply(ControlRequest* request, std::string_view body) override {
@@ -358,12 +368,20 @@ class DatagramListener final : public ListenerBase {
     slot.client_key_length = static_cast<uint8_t>(n);
   }
 
-  // "<cookie> <body>\n", or "<body>\n" when there is no cookie. Inside a
-  // receive batch replies are collected for one sendmmsg.
+  // "<cookie> <body>\n", or "<body>\n" when there is no cookie. Replies are
+  // collected for one sendmmsg: inside a receive batch until its end, and
+  // replies that arrive from member links (a link delivers a whole recvmmsg
+  // batch of them in one callback) until the flush event, which libevent
+  // runs right after the current callback in the same loop iteration. One
+  // syscall per batch instead of per reply is most of the per-command cost.
   void send(const sockaddr_storage& peer, socklen_t peer_length, std::string_view cookie,
             std::string_view body) {
     const size_t size = (cookie.empty() ? 0 : cookie.size() + 1) + body.size() + 1;
-    if (batching_ && size <= kSendArenaBytes) {
+    if (size <= kSendArenaBytes) {
+      if (!batching_ && !flush_scheduled_) {
+        flush_scheduled_ = true;
+        event_active(&flush_event_, 0, 0);
+      }
       if (tx_->count == kBatch || tx_->used + size > kSendArenaBytes) flush();
       char* p = tx_->arena + tx_->used;
       size_t n = 0;
@@ -436,6 +454,8 @@ class DatagramListener final : public ListenerBase {
   std::unique_ptr<Send> tx_;
   RequestSlot scratch_;
   bool batching_ = false;
+  bool flush_scheduled_ = false;
+  event flush_event_{};
 };
 
 // ---------------------------------------------------------------------------

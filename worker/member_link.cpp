@@ -242,9 +242,11 @@ class UdpLink final : public LinkBase {
     const uint64_t r = randomBits();
     nonce_ = static_cast<uint32_t>(r >> 32);
     next_seq_ = static_cast<uint32_t>(r);
+    event_assign(&flush_ev_, base_, -1, 0, &UdpLink::onFlush, this);
   }
 
   ~UdpLink() override {
+    event_del(&flush_ev_);
     for (Slot& s : slots_) event_del(&s.timer);
     if (fd_ >= 0) {
       event_del(&read_ev_);
@@ -293,7 +295,15 @@ class UdpLink final : public LinkBase {
     s.deadline = now + timeout;
     s.interval = firstInterval();
     s.next_retry = options_.max_retransmits > 0 ? now + s.interval : kNever;
-    if (transmit(s)) arm(s, now);
+    arm(s, now);
+    // The first transmission waits for the flush event, which libevent runs
+    // right after the current callback: the commands of one upstream receive
+    // batch leave in one sendmmsg instead of one send each.
+    pending_.push_back(Pending{s.index, s.seq});
+    if (!flush_scheduled_) {
+      flush_scheduled_ = true;
+      event_active(&flush_ev_, 0, 0);
+    }
   }
 
   void cancelAll() override { failSwept(LinkOutcome::kError, "cancelled"); }
@@ -342,7 +352,11 @@ class UdpLink final : public LinkBase {
   // retransmit timer to repair. Returns whether the command is still pending.
   bool transmit(Slot& s) {
     if (::send(fd_, s.wire.data(), s.wire.size(), 0) >= 0) return true;
-    const int err = errno;
+    return sendFailed(s, errno);
+  }
+
+  // What a failed send of the slot's datagram means; as transmit().
+  bool sendFailed(Slot& s, int err) {
     if (isTransient(err)) return true;
     if (err == ECONNREFUSED) {
       // The ICMP error of an earlier datagram: nobody listens on the member's
@@ -383,6 +397,56 @@ class UdpLink final : public LinkBase {
   static void onTimer(evutil_socket_t, short, void* arg) {
     Slot& s = *static_cast<Slot*>(arg);
     s.link->onSlotTimer(s);
+  }
+
+  static void onFlush(evutil_socket_t, short, void* arg) {
+    static_cast<UdpLink*>(arg)->flushPending();
+  }
+
+  void flushPending() {
+    flush_scheduled_ = false;
+    // Sends made by the callbacks below go to pending_ and a new flush.
+    flushing_.swap(pending_);
+    pending_.clear();
+    constexpr size_t kMax = 64;
+    mmsghdr msgs[kMax];
+    iovec iov[kMax];
+    Pending batch[kMax];
+    size_t next = 0;
+    while (next < flushing_.size()) {
+      size_t n = 0;
+      for (; next < flushing_.size() && n < kMax; ++next) {
+        Slot& s = slots_[flushing_[next].index];
+        // Finished meanwhile (sweep, cancel), maybe reused by a newer command.
+        if (!s.busy || s.seq != flushing_[next].seq) continue;
+        iov[n] = iovec{s.wire.data(), s.wire.size()};
+        msgs[n] = mmsghdr{};
+        msgs[n].msg_hdr.msg_iov = &iov[n];
+        msgs[n].msg_hdr.msg_iovlen = 1;
+        batch[n] = flushing_[next];
+        ++n;
+      }
+      for (size_t done = 0; done < n;) {
+        const int r = sendmmsg(fd_, msgs + done, static_cast<unsigned>(n - done), 0);
+        if (r > 0) {
+          done += static_cast<size_t>(r);
+          continue;
+        }
+        const int err = r < 0 ? errno : EAGAIN;
+        if (r < 0 && err == EINTR) continue;
+        // The first of the rest failed. Its callback may finish (and reuse)
+        // any slot, so the ones after it are checked again one by one.
+        Slot& s = slots_[batch[done].index];
+        ++done;
+        if (!sendFailed(s, err)) {
+          for (; done < n; ++done) {
+            Slot& rest = slots_[batch[done].index];
+            if (rest.busy && rest.seq == batch[done].seq) transmit(rest);
+          }
+        }
+      }
+    }
+    flushing_.clear();
   }
 
   void onSlotTimer(Slot& s) {
@@ -467,6 +531,14 @@ class UdpLink final : public LinkBase {
   std::deque<Slot> slots_;  // deque: a slot's address (its timer's) never moves
   std::vector<uint16_t> free_;
   size_t in_flight_ = 0;
+  struct Pending {
+    uint16_t index;
+    uint32_t seq;
+  };
+  std::vector<Pending> pending_;   // sent by the next flush; capacity reused
+  std::vector<Pending> flushing_;
+  event flush_ev_{};
+  bool flush_scheduled_ = false;
 };
 
 // ---------------------------------------------------------------------------

@@ -45,11 +45,13 @@ struct Slot {
   uint64_t sent_ns = 0;
   bool in_flight = false;
   bool deleting = false;  // the command in flight is the D
+  uint8_t stage = 0;      // preload: 0 = the U, k = the D to release target k
 };
 
 class Driver {
  public:
-  Driver(const LoadOptions& o, LoadResult& r) : o_(o), r_(r), slots_(o.window) {
+  Driver(const LoadOptions& o, LoadResult& r)
+      : o_(o), r_(r), slots_(o.window), preload_(o.preload != 0), budget_(o.preload) {
     prefix_ = "lg" + std::to_string(getpid()) + "_" + std::to_string(nowNs() % 1000000) + "_";
     // The relay caches replies by cookie alone for 35 s: a second run must not
     // reuse the first one's cookies. Sequences start at the (system-wide)
@@ -57,14 +59,14 @@ class Driver {
     next_seq_ = nowNs();
   }
 
-  bool connectTarget(std::string& error) {
-    const AddressResult parsed = parseAddressUri(o_.target, Transport::kUdp);
+  static bool resolveTarget(const std::string& uri, ResolvedAddress& ra, bool& datagram,
+                            std::string& error) {
+    const AddressResult parsed = parseAddressUri(uri, Transport::kUdp);
     if (!parsed.address) {
-      error = o_.target + ": " + parsed.error;
+      error = uri + ": " + parsed.error;
       return false;
     }
     const SocketAddress& a = *parsed.address;
-    ResolvedAddress ra;
     if (a.transport == Transport::kUnix) {
       error = "unix: (one command per connection) is not supported; use cunix:";
       return false;
@@ -80,11 +82,38 @@ class Driver {
       ra.length = sizeof(sockaddr_un);
       ra.family = AF_UNIX;
     } else if (!resolveAddress(a, ra, error)) {
+      error = uri + ": " + error;
       return false;
     }
-    datagram_ = isDatagram(a.transport);
+    datagram = isDatagram(a.transport);
+    return true;
+  }
+
+  bool connectTarget(std::string& error) {
+    dests_.resize(1 + o_.release.size());
+    if (!resolveTarget(o_.target, dests_[0], datagram_, error)) return false;
+    const ResolvedAddress& ra = dests_[0];
+    if (preload_) {
+      // One unconnected socket: U to the target, D to the release targets,
+      // every reply matched by its cookie.
+      if (!datagram_) {
+        error = "--preload needs a udp/udp6 target";
+        return false;
+      }
+      for (size_t k = 0; k < o_.release.size(); ++k) {
+        bool dgram = false;
+        if (!resolveTarget(o_.release[k], dests_[k + 1], dgram, error)) return false;
+        if (!dgram || dests_[k + 1].family != ra.family) {
+          error = o_.release[k] + ": --release must be a datagram address of the target's family";
+          return false;
+        }
+      }
+    } else if (!o_.release.empty()) {
+      error = "--release only goes with --preload";
+      return false;
+    }
     fd_ = socket(ra.family, (datagram_ ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
-    if (fd_ < 0 || connect(fd_, ra.sa(), ra.length) != 0) {
+    if (fd_ < 0 || (!preload_ && connect(fd_, ra.sa(), ra.length) != 0)) {
       error = o_.target + ": " + std::strerror(errno);
       return false;
     }
@@ -107,7 +136,11 @@ class Driver {
     for (;;) {
       flush();
       uint64_t now = nowNs();
-      stopping_ = stopping_ || (o_.count == 0 ? now >= stop_at : issued_ >= o_.count);
+      if (preload_) {
+        stopping_ = budget_ == 0;  // the last calls' stages still run to completion
+      } else {
+        stopping_ = stopping_ || (o_.count == 0 ? now >= stop_at : issued_ >= o_.count);
+      }
       if (stopping_ && inFlight() == 0) break;
       pollfd p{fd_, POLLIN, 0};
       poll(&p, 1, 5);
@@ -133,14 +166,22 @@ class Driver {
 
   void startCall(size_t i, uint64_t now) {
     Slot& s = slots_[i];
+    if (preload_) {
+      if (budget_ == 0) {
+        s.in_flight = false;
+        return;
+      }
+      --budget_;
+    }
     s.call = next_call_++;
     s.deleting = false;
+    s.stage = 0;
     issue(i, now);
   }
 
   void issue(size_t i, uint64_t now) {
     Slot& s = slots_[i];
-    if (stopping_ || (o_.count != 0 && issued_ >= o_.count)) {
+    if (!preload_ && (stopping_ || (o_.count != 0 && issued_ >= o_.count))) {
       s.in_flight = false;
       return;
     }
@@ -148,6 +189,7 @@ class Driver {
     s.seq = next_seq_++;
     s.sent_ns = now;
     s.in_flight = true;
+    out_dest_[nout_] = s.stage;
     Line& l = out_[nout_++];
     l.clear();
     if (datagram_) {
@@ -175,6 +217,11 @@ class Driver {
         iov[i] = iovec{const_cast<char*>(out_[i].data()), out_[i].size()};
         msgs[i].msg_hdr.msg_iov = &iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
+        if (preload_) {
+          ResolvedAddress& d = dests_[out_dest_[i]];
+          msgs[i].msg_hdr.msg_name = &d.storage;
+          msgs[i].msg_hdr.msg_namelen = d.length;
+        }
       }
       for (size_t sent = 0; sent < nout_;) {
         const int r = sendmmsg(fd_, msgs + sent, static_cast<unsigned>(nout_ - sent), 0);
@@ -207,6 +254,18 @@ class Driver {
     s.in_flight = false;
     histogram.record((now - s.sent_ns) / 1000);
     ++r_.commands;
+    if (preload_ && s.stage > 0) {
+      // A release D: whatever the relay says (the other relays do not know
+      // the call), the next release target or the next call.
+      if (s.stage < o_.release.size()) {
+        ++s.stage;
+        issue(i, now);
+      } else {
+        ++r_.calls;
+        startCall(i, now);
+      }
+      return;
+    }
     const RtppReply reply = classifyReply(body);
     const bool ok = s.deleting ? (reply.kind == ReplyKind::kNumber && reply.number == 0)
                                : (reply.port > 0 && (reply.kind == ReplyKind::kPort ||
@@ -216,7 +275,19 @@ class Driver {
       std::fprintf(stderr, "rtpp_loadgen: unexpected %s reply: %.*s\n", s.deleting ? "D" : "U",
                    static_cast<int>(std::min<size_t>(body.size(), 200)), body.data());
     }
-    if (s.deleting) {
+    if (preload_) {
+      if (!ok) {
+        ++budget_;  // not created: try another call instead
+      } else if (!o_.release.empty()) {
+        s.stage = 1;
+        s.deleting = true;
+        issue(i, now);
+        return;
+      } else {
+        ++r_.calls;
+      }
+      startCall(i, now);
+    } else if (s.deleting) {
       ++r_.calls;
       startCall(i, now);
     } else if (ok) {
@@ -294,6 +365,15 @@ class Driver {
       if (!s.in_flight || now - s.sent_ns < timeout_ns) continue;
       ++r_.timeouts;
       s.in_flight = false;
+      if (preload_) {
+        // A lost U may or may not have created the call: create another.
+        // A lost release leaves the call created.
+        if (s.stage == 0) {
+          ++budget_;
+        } else {
+          ++r_.calls;
+        }
+      }
       if (!datagram_) {
         broken_ = true;  // replies are in order: a stream that lost one is out of step
         continue;
@@ -305,6 +385,10 @@ class Driver {
   const LoadOptions& o_;
   LoadResult& r_;
   std::vector<Slot> slots_;
+  const bool preload_;
+  uint64_t budget_;  // preload: calls still to start (a failed U gives its call back)
+  std::vector<ResolvedAddress> dests_;  // [0] the target, [k] release target k
+  uint8_t out_dest_[kBatch]{};
   std::string prefix_;
   int fd_ = -1;
   bool datagram_ = true;
@@ -335,16 +419,22 @@ uint64_t LatencyHistogram::percentile(double q) const {
 
 std::string loadUsage() {
   return "usage: rtpp_loadgen -t ADDR [-w WINDOW] [-d SECONDS | -n COMMANDS] [--timeout-ms MS]\n"
+         "       rtpp_loadgen -t ADDR --preload N [--release ADDR ...] [-w WINDOW]\n"
          "  -t ADDR   udp:host:port, udp6:[::1]:port, cunix:/path or tcp:host:port\n"
          "  -w N      commands in flight (default 64)\n"
          "  -d S      run time in seconds (default 5)\n"
          "  -n N      stop after N commands instead\n"
-         "  --timeout-ms MS  give up on a command after MS (default 1000)\n";
+         "  --timeout-ms MS  give up on a command after MS (default 1000)\n"
+         "  --preload N      create N calls through -t and keep them there (udp only)\n"
+         "  --release ADDR   preload: send each call's D here instead (repeatable), so\n"
+         "                   relays behind a cluster free their sessions\n";
 }
 
 std::string parseLoadOptions(int argc, char** argv, LoadOptions& out, bool& help) {
   static const option kLong[] = {
       {"timeout-ms", required_argument, nullptr, 1000},
+      {"preload", required_argument, nullptr, 1001},
+      {"release", required_argument, nullptr, 1002},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
@@ -367,6 +457,13 @@ std::string parseLoadOptions(int argc, char** argv, LoadOptions& out, bool& help
         break;
       case 1000:
         if (!parseNumber(arg, out.timeout_ms) || out.timeout_ms == 0) return "--timeout-ms: > 0";
+        break;
+      case 1001:
+        if (!parseNumber(arg, out.preload) || out.preload == 0) return "--preload: count > 0";
+        break;
+      case 1002:
+        if (out.release.size() >= 16) return "--release: at most 16";
+        out.release.emplace_back(arg);
         break;
       case 'h': help = true; return "";
       default: return "unknown or incomplete option";

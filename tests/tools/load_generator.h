@@ -3,6 +3,13 @@
 // flight at all times; each "call" is a U with a fresh call-id followed by a
 // D of it. Every command carries its own cookie, so the relay's reply cache
 // never answers for another command.
+//
+// Preload mode (--preload N): creates N calls with a U through the target and
+// keeps them there (no D to the target). Each --release ADDR then gets a D of
+// the call straight away, so relays behind a cluster free the session (and
+// its media port) while the cluster keeps tracking the call: that is how the
+// benchmark fills a worker's session table with 1,000,000 live calls from two
+// relay doubles that have only ~15,000 ports each. Datagram targets only.
 
 #include <cstddef>
 #include <cstdint>
@@ -17,6 +24,8 @@ struct LoadOptions {
   double duration_s = 5.0;    // -d: stop issuing after this long (when count == 0)
   uint64_t count = 0;         // -n: stop after this many commands (0 = use duration)
   uint32_t timeout_ms = 1000; // give up on a command after this long
+  uint64_t preload = 0;       // --preload: create this many calls, keep them (0 = U/D loop)
+  std::vector<std::string> release;  // --release: send each preloaded call's D here instead
 };
 
 std::string parseLoadOptions(int argc, char** argv, LoadOptions& out, bool& help);
@@ -47,7 +56,7 @@ struct LoadResult {
   uint64_t commands = 0;  // answered
   uint64_t errors = 0;    // answered, but not what a healthy relay says
   uint64_t timeouts = 0;
-  uint64_t calls = 0;     // U+D pairs completed
+  uint64_t calls = 0;     // U+D pairs completed (preload: calls created and released)
   double seconds = 0.0;
   double cps = 0.0;
   uint64_t p50_us = 0, p99_us = 0, p999_us = 0, max_us = 0;

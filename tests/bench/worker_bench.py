@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""Worker benchmark (issue #3 "Performance"); results and method in docs/benchmarks.md.
+
+Starts two relay doubles (rtpp_test_relay) and one worker (rtp_cluster_worker) in
+front of them on loopback UDP, then drives rtpp_loadgen (closed loop, U/D call
+pairs) against a relay directly and against the worker, side by side:
+
+  direct  W=1 / W=64    one relay, no worker: the floor
+  worker  W=1 / W=64    through the worker, two relays behind it
+  worker_1M W=64        the same after 1,000,000 live calls were preloaded
+                        into the worker's session table
+
+Each case runs --repeat times (interleaved, so a burst of load from elsewhere
+hits both sides) and the median run is reported. The worker's RSS is read from
+/proc before and after the preload to get the memory per tracked call.
+
+Output: one `BENCH case=... w=... cps=... p50_us=... p99_us=... p999_us=...`
+line per run and per median, then a SUMMARY block with the ratios vs targets.
+Python 3 standard library only.
+"""
+
+import argparse
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+TARGET_W1_EXTRA_P50_US = 25
+TARGET_CPS = 150_000
+TARGET_P99_US = 1000
+TARGET_1M_RATIO = 0.90
+TARGET_BYTES_PER_CALL = 200
+
+# Mirrors SessionTable::bytesFor (shared/session_table.cpp): 2 slots of 16 bytes
+# per configured call plus the header rounded up to 64 bytes. The table is
+# zeroed when the worker starts, so it is resident before any call arrives and
+# the RSS delta of the preload does not include it.
+TABLE_HEADER_BYTES = 1152
+TABLE_BYTES_PER_CONFIGURED_CALL = 32
+
+RESULT_RE = re.compile(r"^RESULT (.*)$", re.M)
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    """A child that prints `LISTENING uri` (and maybe READY) on stdout."""
+
+    def __init__(self, argv, name, want_ready):
+        self.name = name
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, bufsize=1)
+        self.uri = None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            line = self.p.stdout.readline()
+            if not line:
+                break
+            line = line.strip()
+            if line.startswith("LISTENING ") and self.uri is None:
+                self.uri = line.split(" ", 1)[1]
+                if not want_ready:
+                    break
+            if line == "READY":
+                break
+        if self.uri is None:
+            self.stop()
+            err = self.p.stderr.read() if self.p.stderr else ""
+            raise RuntimeError(f"{name} did not start: {err.strip()}")
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+def rss(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                out[k] = int(v.split()[0]) * 1024
+    return out
+
+
+def run_loadgen(loadgen, args, timeout):
+    r = subprocess.run([loadgen] + args, capture_output=True, text=True, timeout=timeout)
+    m = RESULT_RE.search(r.stdout)
+    if not m:
+        raise RuntimeError(f"rtpp_loadgen {' '.join(args)} failed ({r.returncode}): "
+                           f"{r.stderr.strip()}")
+    fields = dict(kv.split("=", 1) for kv in m.group(1).split())
+    return {k: float(v) for k, v in fields.items()}
+
+
+def bench_line(case, w, res, tag=""):
+    return (f"BENCH case={case} w={w} cps={res['cps']:.0f} p50_us={res['p50_us']:.0f} "
+            f"p99_us={res['p99_us']:.0f} p999_us={res['p999_us']:.0f} "
+            f"errors={res['errors']:.0f} timeouts={res['timeouts']:.0f}{tag}")
+
+
+def median_run(runs):
+    """The run with the median throughput (its latencies belong to it)."""
+    ordered = sorted(runs, key=lambda r: r["cps"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def write_config(path, port, relays, table_size):
+    members = "".join(
+        f"""    <rtpproxy>
+      <name>r{i + 1}</name>
+      <protocol>udp</protocol>
+      <address>{uri.split(':', 1)[1]}</address>
+      <weight>100</weight>
+      <capacity>1000000</capacity>
+    </rtpproxy>
+""" for i, uri in enumerate(relays))
+    with open(path, "w") as f:
+        f.write(f"""<?xml version="1.0" encoding="UTF-8"?>
+<rtp_cluster_config>
+  <rtp_cluster>
+    <name>bench</name>
+    <protocol>udp</protocol>
+    <address>127.0.0.1:{port}</address>
+    <tuning>
+      <session_table_size>{table_size}</session_table_size>
+    </tuning>
+{members}  </rtp_cluster>
+</rtp_cluster_config>
+""")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default=os.environ.get("BUILD", "build-release"),
+                    help="meson build directory (default: build-release or $BUILD)")
+    ap.add_argument("--duration", type=float, default=4.0, help="seconds per run (default 4)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per case (default 3)")
+    ap.add_argument("--preload", type=int, default=1_000_000, help="calls to preload (default 1e6)")
+    ap.add_argument("--table-size", type=int, default=1_048_576,
+                    help="<session_table_size> of the worker (default 1048576)")
+    args = ap.parse_args()
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    build = args.build if os.path.isabs(args.build) else os.path.join(root, args.build)
+    relay_bin = os.path.join(build, "tests/tools/rtpp_test_relay")
+    loadgen = os.path.join(build, "tests/tools/rtpp_loadgen")
+    worker_bin = os.path.join(build, "worker/rtp_cluster_worker")
+    for b in (relay_bin, loadgen, worker_bin):
+        if not os.access(b, os.X_OK):
+            sys.exit(f"worker_bench: {b} missing: build {build} first")
+    if args.table_size < args.preload:
+        sys.exit("worker_bench: --table-size must be >= --preload")
+
+    with open("/proc/cpuinfo") as f:
+        models = re.findall(r"^model name\s*:\s*(.*)$", f.read(), re.M)
+    print(f"MACHINE nproc={os.cpu_count()} cpu=\"{models[0] if models else '?'}\" "
+          f"loadavg_start=\"{loadavg()}\"", flush=True)
+
+    procs = []
+    tmp = tempfile.mkdtemp(prefix="worker_bench.")
+    try:
+        relays = []
+        for i in range(2):
+            p = Proc([relay_bin, "-s", "udp:127.0.0.1:0"], f"relay{i + 1}", want_ready=True)
+            procs.append(p)
+            relays.append(p.uri)
+        port = free_udp_port()
+        cfg = os.path.join(tmp, "bench.xml")
+        write_config(cfg, port, relays, args.table_size)
+        worker = Proc([worker_bin, "-c", cfg, "--log-level", "warn"], "worker", want_ready=False)
+        procs.append(worker)
+        wpid = worker.p.pid
+        log(f"relays {relays}, worker {worker.uri} (pid {wpid})")
+
+        timeout = args.duration + 30
+        direct, through = relays[0], worker.uri
+        # Warm-up until the worker's RSS stops growing: its reply cache ring
+        # (64 MiB, touched as it fills) must be resident and wrapped before the
+        # baseline, or the preload's RSS delta would count the ring as calls.
+        last = rss(wpid)["VmRSS"]
+        for _ in range(30):
+            run_loadgen(loadgen, ["-t", through, "-w", "64", "-d", "2"], timeout)
+            now = rss(wpid)["VmRSS"]
+            grew, last = now - last, now
+            if grew < 512 * 1024:
+                break
+        log(f"warm-up done, worker VmRSS {last // 1024} KiB")
+
+        cases = [("direct", 1, direct), ("worker", 1, through),
+                 ("direct", 64, direct), ("worker", 64, through)]
+        runs = {(c, w): [] for c, w, _ in cases}
+        for rep in range(args.repeat):
+            for case, w, target in cases:
+                res = run_loadgen(loadgen, ["-t", target, "-w", str(w), "-d", str(args.duration)],
+                                  timeout)
+                runs[(case, w)].append(res)
+                print(bench_line(case, w, res, f" run={rep + 1} load=\"{loadavg()}\""), flush=True)
+
+        rss_before = rss(wpid)
+        t0 = time.monotonic()
+        pre = run_loadgen(loadgen, ["-t", through, "--preload", str(args.preload),
+                                    "--release", relays[0], "--release", relays[1], "-w", "64",
+                                    "--timeout-ms", "2000"], timeout=600)
+        preload_s = time.monotonic() - t0
+        time.sleep(0.5)
+        rss_after = rss(wpid)
+        created = int(pre["calls"])
+        print(f"PRELOAD calls={created} seconds={preload_s:.1f} cps={pre['cps']:.0f} "
+              f"errors={pre['errors']:.0f} timeouts={pre['timeouts']:.0f}", flush=True)
+
+        case_1m = f"worker_{args.preload // 1000}k" if args.preload < 1_000_000 else \
+            f"worker_{args.preload // 1_000_000}M"
+        runs[(case_1m, 64)] = []
+        for rep in range(args.repeat):
+            res = run_loadgen(loadgen, ["-t", through, "-w", "64", "-d", str(args.duration)],
+                              timeout)
+            runs[(case_1m, 64)].append(res)
+            print(bench_line(case_1m, 64, res, f" run={rep + 1} load=\"{loadavg()}\""), flush=True)
+        rss_end = rss(wpid)
+
+        med = {k: median_run(v) for k, v in runs.items()}
+        print("# medians", flush=True)
+        for (case, w), res in med.items():
+            print(bench_line(case, w, res, " median"), flush=True)
+
+        def kib(b):
+            return f"{b // 1024}"
+        for label, r in (("before_preload", rss_before), ("after_preload", rss_after),
+                         ("end", rss_end)):
+            print(f"RSS when={label} vmrss_kib={kib(r['VmRSS'])} anon_kib={kib(r['RssAnon'])} "
+                  f"file_kib={kib(r['RssFile'])} shmem_kib={kib(r['RssShmem'])}", flush=True)
+        table_bytes = TABLE_HEADER_BYTES + TABLE_BYTES_PER_CONFIGURED_CALL * args.table_size
+        delta = rss_after["VmRSS"] - rss_before["VmRSS"]
+        per_call_delta = delta / max(created, 1)
+        per_call_table = table_bytes / max(created, 1)
+        per_call = per_call_delta + per_call_table
+        print(f"MEMORY calls={created} table_bytes={table_bytes} rss_delta_bytes={delta} "
+              f"bytes_per_call={per_call:.1f} (table {per_call_table:.1f} + "
+              f"rss_delta {per_call_delta:.1f})", flush=True)
+
+        d1, w1 = med[("direct", 1)], med[("worker", 1)]
+        w64, m64 = med[("worker", 64)], med[(case_1m, 64)]
+        d64 = med[("direct", 64)]
+        extra = w1["p50_us"] - d1["p50_us"]
+        ratio_1m = m64["cps"] / w64["cps"] if w64["cps"] else 0.0
+
+        def verdict(ok):
+            return "PASS" if ok else "MISS"
+        print("SUMMARY", flush=True)
+        print(f"  W=1 p50 through worker - direct = {extra:.0f} us "
+              f"(target <= {TARGET_W1_EXTRA_P50_US})  {verdict(extra <= TARGET_W1_EXTRA_P50_US)}")
+        print(f"  W=64 worker cps = {w64['cps']:.0f} = {w64['cps'] / TARGET_CPS:.2f} x target "
+              f"{TARGET_CPS} ({w64['cps'] / d64['cps']:.2f} x direct)  "
+              f"{verdict(w64['cps'] >= TARGET_CPS)}")
+        print(f"  W=64 worker p99 = {w64['p99_us']:.0f} us (target < {TARGET_P99_US})  "
+              f"{verdict(w64['p99_us'] < TARGET_P99_US)}")
+        print(f"  W=64 with {created} calls: cps ratio = {ratio_1m:.2f} (target >= "
+              f"{TARGET_1M_RATIO})  {verdict(ratio_1m >= TARGET_1M_RATIO)}")
+        print(f"  memory per tracked call = {per_call:.0f} bytes (target < {TARGET_BYTES_PER_CALL})"
+              f"  {verdict(per_call < TARGET_BYTES_PER_CALL)}")
+        print(f"  loadavg_end=\"{loadavg()}\"", flush=True)
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        for name in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, name))
+        os.rmdir(tmp)
+
+
+if __name__ == "__main__":
+    main()
