@@ -166,6 +166,7 @@ ClusterWorker::~ClusterWorker() {
   members_.clear();
   graveyard_.clear();
   if (reaper_ != nullptr) event_free(reaper_);
+  if (housekeeping_ != nullptr) event_free(housekeeping_);
 }
 
 std::unique_ptr<ClusterWorker> ClusterWorker::create(event_base* base, Options options,
@@ -212,6 +213,16 @@ bool ClusterWorker::init(std::string& error) {
       },
       this);
 
+  if (config_.disconnect_notify) {
+    std::string notify_error;
+    notify_relay_ = NotifyRelay::create(base_, *config_.disconnect_notify, notify_error);
+    if (!notify_relay_) {
+      error = "disconnect_notify inbound " + config_.disconnect_notify->inbound_address.uri() + ": " +
+              notify_error;
+      return false;
+    }
+  }
+
   for (const MemberConfig& m : config_.members) {
     OpResult r = addMemberInternal(m);
     if (!r.ok) {
@@ -219,12 +230,46 @@ bool ClusterWorker::init(std::string& error) {
       return false;
     }
   }
+  updateNotifyPeers();
+
+  housekeeping_ = event_new(
+      base_, -1, EV_PERSIST,
+      [](evutil_socket_t, short, void* arg) { static_cast<ClusterWorker*>(arg)->onHousekeeping(); }, this);
+  const timeval every{0, 250000};
+  event_add(housekeeping_, &every);
   spdlog::info("WORKER_START cluster={} address={} members={}", config_.name,
                config_.control.uri(), config_.members.size());
   return true;
 }
 
 uint64_t ClusterWorker::nowMs() const { return steadyMs(); }
+
+// Every 250 ms: frees expired deleted calls a bounded number of slots at a
+// time (so one pass never stalls the loop), and gives up deferred deletes of
+// members that stay offline.
+void ClusterWorker::onHousekeeping() {
+  const uint64_t now = nowMs();
+  table_->sweepExpired(now, 65536);
+  for (auto& m : members_) {
+    if (!m || m->removed) continue;
+    while (!m->deferred_deletes.empty() && now - m->deferred_deletes.front().queued_ms > kDeferredDeleteTtlMs) {
+      m->deferred_deletes.pop_front();
+      spdlog::warn("DEFERRED_DELETE_EXPIRED cluster={} member={}", config_.name, m->config.name);
+    }
+  }
+}
+
+// Notifications are accepted from the members' hosts only.
+void ClusterWorker::updateNotifyPeers() {
+  if (!notify_relay_) return;
+  std::vector<std::string> hosts;
+  for (const auto& m : members_) {
+    if (m && !m->removed && !m->config.address.host.empty()) hosts.push_back(m->config.address.host);
+  }
+  std::string error;
+  if (!notify_relay_->setAllowedPeers(hosts, &error))
+    spdlog::warn("NOTIFY_PEERS_UNRESOLVED cluster={} error=\"{}\"", config_.name, error);
+}
 
 double ClusterWorker::random01() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
 
@@ -290,7 +335,10 @@ OpResult ClusterWorker::addMemberInternal(const MemberConfig& cfg) {
 
 OpResult ClusterWorker::addMember(const MemberConfig& member) {
   OpResult r = addMemberInternal(member);
-  if (r.ok) config_.members.push_back(member);
+  if (r.ok) {
+    config_.members.push_back(member);
+    updateNotifyPeers();
+  }
   return r;
 }
 
@@ -371,6 +419,7 @@ OpResult ClusterWorker::applyConfig(const ClusterConfig& config) {
   config_.capacity_limit = config.capacity_limit;
   config_.disconnect_notify = config.disconnect_notify;
   config_.tuning = config.tuning;
+  updateNotifyPeers();
   return {};
 }
 
@@ -396,6 +445,7 @@ void ClusterWorker::removeMember(Member& m, std::string_view reason) {
   owned->link->cancelAll();
   graveyard_.push_back(std::move(owned));
   event_active(reaper_, 0, 0);
+  updateNotifyPeers();
 }
 
 std::vector<MemberStatus> ClusterWorker::members() const {
@@ -730,18 +780,23 @@ void ClusterWorker::formatFor(const Member& m, const RtppCommand& cmd, bool as_l
   }
   if (!as_lookup && !cmd.notify_socket.empty()) {
     const auto& dn = config_.disconnect_notify;
-    if (dn && !m.local && m.health.supports(kCapNotifySelf) &&
-        cmd.notify_socket.substr(0, dn->dest_socket_prefix.size()) == dn->dest_socket_prefix) {
+    // The signalling writes its socket as "unix:/path" or "/path"; the
+    // prefix is a path (a "unix:" on it is ignored as well).
+    std::string_view socket = cmd.notify_socket;
+    if (socket.substr(0, 5) == "unix:") socket.remove_prefix(5);
+    std::string_view prefix = notify_relay_ ? std::string_view(notify_relay_->destinationPrefix()) : "";
+    if (dn && notify_relay_ && m.health.supports(kCapNotifySelf) &&
+        socket.substr(0, prefix.size()) == prefix) {
       // Relay the notification through our inbound listener: the member
       // calls back %%CC_SELF%%, we forward to <prefix><suffix>.
-      std::string_view suffix = cmd.notify_socket.substr(dn->dest_socket_prefix.size());
+      std::string_view suffix = socket.substr(prefix.size());
       std::string decoded;
       decoded.append(suffix);
       decoded.push_back(' ');
       if (!urlUnquoteAppend(cmd.notify_tag, decoded)) decoded.append(cmd.notify_tag);
       scratch_tag_.clear();
       scratch_tag_.append("tcp:%%CC_SELF%%:");
-      scratch_tag_.append(std::to_string(dn->inbound_address.port));
+      scratch_tag_.append(std::to_string(notify_relay_->boundPort()));
       size_t socket_len = scratch_tag_.size();
       urlQuoteAppend(decoded, scratch_tag_);
       edits.notify_socket = std::string_view(scratch_tag_).substr(0, socket_len);

@@ -28,6 +28,7 @@
 #include "worker/member_health.h"
 #include "worker/member_link.h"
 #include "worker/member_selector.h"
+#include "worker/notify_relay.h"
 
 namespace rtpc {
 
@@ -98,6 +99,8 @@ class ClusterWorker : public CommandHandler {
   const WorkerCounters& counters() const { return counters_; }
   const ControlListener& listener() const { return *listener_; }
   const SessionTable& sessions() const { return *table_; }
+  // The disconnect-notify relay, when the cluster configures one.
+  const NotifyRelay* notifyRelay() const { return notify_relay_.get(); }
   const ClusterConfig& config() const { return config_; }
 
   struct Member;
@@ -137,6 +140,8 @@ class ClusterWorker : public CommandHandler {
   void checkDrained(Member& member);
   void removeMember(Member& member, std::string_view reason);
   void flushDeferredDeletes(Member& member);
+  void updateNotifyPeers();
+  void onHousekeeping();
 
   // Helpers.
   Member* findMember(std::string_view name) const;
@@ -164,6 +169,8 @@ class ClusterWorker : public CommandHandler {
   std::string scratch_tag_;
   std::mt19937_64 rng_;
   WorkerCounters counters_;
+  std::unique_ptr<NotifyRelay> notify_relay_;
+  event* housekeeping_ = nullptr;  // table sweep, deferred-delete expiry
   event* reaper_ = nullptr;  // destroys removed members outside their link callbacks
   std::vector<std::unique_ptr<Member>> graveyard_;
   std::vector<std::unique_ptr<MemberLink>> dead_links_;

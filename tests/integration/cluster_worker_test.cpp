@@ -708,5 +708,68 @@ TEST(ClusterWorkerRtpengine, SessionsCreatedLookedUpAndDeletedThroughTheWorker) 
   EXPECT_EQ(h.command("L nosuch 192.0.2.2 5000 fx;1 tx;1"), "0");
 }
 
+
+// ---------------------------------------------------------------------------
+// Disconnect notifications relayed through the cluster (REFERENCE.md 7).
+
+uint16_t freeTcpPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&in), sizeof in);
+  socklen_t len = sizeof in;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&in), &len);
+  close(fd);
+  return ntohs(in.sin_port);
+}
+
+TEST(ClusterWorkerNotify, SessionTimeoutReachesTheSignallingSocketThroughTheCluster) {
+  const uint16_t inbound = freeTcpPort();
+  Cluster c(Transport::kUdp, Transport::kUdp, 1, {},
+            {"-n", "tcp:%%CC_SELF%%:" + std::to_string(inbound)});
+  DisconnectNotifyConfig dn;
+  dn.inbound_address.transport = Transport::kTcp;
+  dn.inbound_address.host = "127.0.0.1";
+  dn.inbound_address.port = inbound;
+  dn.dest_socket_prefix = c.dir.file("b2b.");
+  c.config.disconnect_notify = dn;
+  ASSERT_TRUE(c.start());
+  ASSERT_NE(c.h.worker().notifyRelay(), nullptr);
+
+  // The signalling's own notify socket: <prefix><suffix>.
+  const std::string sink_path = c.dir.file("b2b.7");
+  const int sink = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  std::strncpy(un.sun_path, sink_path.c_str(), sizeof un.sun_path - 1);
+  ASSERT_EQ(bind(sink, reinterpret_cast<sockaddr*>(&un), sizeof un), 0);
+  ASSERT_EQ(listen(sink, 4), 0);
+
+  const std::string reply =
+      c.h.command("U ncall 192.0.2.1 4000 ft;1 unix:" + sink_path + " hello%20world");
+  ASSERT_EQ(servedBy(reply), 0) << reply;
+  EXPECT_EQ(c.relays[0]->admin("notify ncall"), "OK sessions=1 notifications=1\n");
+  std::string got;
+  c.h.runUntil([&] {
+    if (waitReadable(sink, 0)) {
+      const int conn = accept(sink, nullptr, nullptr);
+      if (conn >= 0) {
+        while (got.find('\n') == std::string::npos && waitReadable(conn, 2000)) {
+          char buf[256];
+          const ssize_t n = read(conn, buf, sizeof buf);
+          if (n <= 0) break;
+          got.append(buf, static_cast<size_t>(n));
+        }
+        close(conn);
+      }
+    }
+    return !got.empty();
+  });
+  close(sink);
+  EXPECT_EQ(got, "hello world\n");
+  EXPECT_EQ(c.h.worker().notifyRelay()->counters().delivered, 1u);
+}
+
 }  // namespace
 }  // namespace rtpc

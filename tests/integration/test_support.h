@@ -13,8 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -190,7 +192,12 @@ class TestRelay {
                                      "-s", listen, "--admin", "unix:" + admin_path,
                                      "--cache-entries", "4096"};
     args.insert(args.end(), extra.begin(), extra.end());
-    if (!process_.start(args, "READY\n")) return false;
+    if (!process_.start(args, "READY\n", /*merge_stderr=*/true)) {
+      std::string line;
+      for (const std::string& a : args) line += a + " ";
+      std::fprintf(stderr, "relay did not start: %s\n%s\n", line.c_str(), process_.output().c_str());
+      return false;
+    }
     const AddressResult parsed = parseAddressUri(process_.lineValue("LISTENING"), Transport::kUnix);
     if (!parsed.address) return false;
     address_ = *parsed.address;
@@ -236,7 +243,10 @@ class ControlClient {
 
   std::string command(const std::string& text, int timeout_ms = 3000) {
     if (isDatagram(address_.transport)) {
-      const std::string cookie = "c" + std::to_string(++cookie_seq_);
+      // Unique per process: a new client may get a recycled source port, and
+      // the cluster's reply cache is keyed by address + cookie.
+      static std::atomic<uint64_t> sequence{0};
+      const std::string cookie = "c" + std::to_string(getpid()) + "_" + std::to_string(++sequence);
       return datagram(cookie, text, timeout_ms);
     }
     if (address_.transport == Transport::kUnix) {
@@ -381,7 +391,6 @@ class ControlClient {
 
   SocketAddress address_;
   int fd_ = -1;
-  uint64_t cookie_seq_ = 0;
   std::string pending_;
 };
 
