@@ -6,8 +6,9 @@ FUZZ_SECONDS ?= 60
 CONFIG ?= packaging/rtp_cluster.xml
 BENCH_BUILD ?= build-release
 BENCH_ARGS ?=
+DEB_OUT ?= build-deb
 
-.PHONY: all test check sanitize fuzz install run clean bench
+.PHONY: all test check sanitize fuzz install run clean bench deb
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -40,11 +41,19 @@ bench:
 	ninja -C $(BENCH_BUILD) tests/tools/rtpp_test_relay tests/tools/rtpp_loadgen worker/rtp_cluster_worker
 	python3 tests/bench/worker_bench.py --build $(BENCH_BUILD) $(BENCH_ARGS)
 
+# Debian package (docs/install.md) into DEB_OUT; a few minutes. The packaged
+# build is also a test: RTPC_TEST_DEB=1 meson test -C build deb_package_test.
+deb:
+	packaging/build-deb.sh $(DEB_OUT)
+
 install: all
 	meson install -C $(BUILD)
 
+# The daemon in the foreground in front of two local relay doubles, a little
+# traffic, `rtp_cluster_client ls`, then everything stopped (scripts/demo.sh).
 run: all
 	$(BUILD)/supervisor/rtp_cluster -d -c $(CONFIG)
+	scripts/demo.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -10,3 +10,4 @@ $SUDO apt-get install -y -q --no-install-recommends \
   libevent-dev libpugixml-dev libspdlog-dev libfmt-dev libboost-dev \
   libgtest-dev libgmock-dev googletest python3 \
   rtpengine-daemon rtpengine-utils kamailio sip-tester libsystemd-dev
+$SUDO apt-get install -y -q --no-install-recommends debhelper dpkg-dev systemd logrotate groff-base man-db  # packaging: make deb, packaging_test

@@ -1,5 +1,6 @@
 #include "supervisor/options.h"
 
+#include <algorithm>
 #include <array>
 
 #include "shared/quote.h"
@@ -19,6 +20,7 @@ enum class Id : uint8_t {
   kAdminSocket,
   kOwner,
   kLogLevel,
+  kRestartBackoff,
   kHelp,
   kVersion,
 };
@@ -30,7 +32,7 @@ struct Spec {
   Id id;
 };
 
-constexpr std::array<Spec, 10> kSpecs{{
+constexpr std::array<Spec, 11> kSpecs{{
     {'f', "foreground", false, Id::kForeground},
     {'d', "check-config", false, Id::kCheckConfig},
     {'P', "pidfile", true, Id::kPidFile},
@@ -39,6 +41,7 @@ constexpr std::array<Spec, 10> kSpecs{{
     {'s', "admin-socket", true, Id::kAdminSocket},
     {'o', "owner", true, Id::kOwner},
     {'\0', "log-level", true, Id::kLogLevel},
+    {'\0', "restart-backoff", true, Id::kRestartBackoff},
     {'h', "help", false, Id::kHelp},
     {'\0', "version", false, Id::kVersion},
 }};
@@ -107,6 +110,32 @@ std::string apply(const Spec& spec, std::string_view shown, std::string_view val
                quoteForMessage(value);
       }
       o.log_level = *level;
+      break;
+    }
+    case Id::kRestartBackoff: {
+      // MIN_MS[:MAX_MS]; tests shorten the schedule, operators rarely need to.
+      const size_t colon = value.find(':');
+      const auto number = [](std::string_view text, uint32_t& out) {
+        if (text.empty() || text.size() > 6) return false;
+        uint32_t v = 0;
+        for (const char ch : text) {
+          if (ch < '0' || ch > '9') return false;
+          v = v * 10 + static_cast<uint32_t>(ch - '0');
+        }
+        out = v;
+        return true;
+      };
+      uint32_t min_ms = 0;
+      uint32_t max_ms = 0;
+      const bool ok = number(value.substr(0, colon), min_ms) &&
+                      (colon == std::string_view::npos ? (max_ms = std::max<uint32_t>(min_ms, 5000), true)
+                                                       : number(value.substr(colon + 1), max_ms));
+      if (!ok || min_ms < 1 || max_ms < min_ms || max_ms > 600000) {
+        return std::string(shown) + " must be MIN_MS[:MAX_MS] with 1 <= MIN <= MAX <= 600000, got " +
+               quoteForMessage(value);
+      }
+      o.restart_backoff_min_ms = min_ms;
+      o.restart_backoff_max_ms = max_ms;
       break;
     }
     case Id::kHelp:
@@ -207,6 +236,8 @@ std::string usageText(std::string_view program) {
          "                             (default /var/run/rtp_cluster.sock; tcp port 12345)\n"
          "  -o, --owner USER:GROUP     owner of the unix sockets it creates (default unchanged)\n"
          "      --log-level LEVEL      trace, debug, info, warn, error, critical or off (default info)\n"
+         "      --restart-backoff MIN[:MAX]  delay before restarting a dead worker, in ms; doubles\n"
+         "                             per restart up to MAX (default 100:5000)\n"
          "  -h, --help                 show this help and exit\n"
          "      --version              show the version and exit\n";
 }

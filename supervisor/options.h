@@ -28,6 +28,10 @@ struct Options {
   std::string owner_user;
   std::string owner_group;
   LogLevel log_level = LogLevel::kInfo;
+  // --restart-backoff: a dead worker is restarted after min, doubling per
+  // restart up to max; reset once a worker stayed up 30 s.
+  uint32_t restart_backoff_min_ms = 100;
+  uint32_t restart_backoff_max_ms = 5000;
 };
 
 enum class OptionsAction : uint8_t {

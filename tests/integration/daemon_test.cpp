@@ -1,0 +1,716 @@
+// The rtp_cluster daemon end to end: the real binaries (rtp_cluster,
+// rtp_cluster_client, rtpp_test_relay) on loopback. Admin screens, admin
+// round trips, reload, worker fault isolation (kill -9 while both clusters
+// carry traffic), single instance, clean shutdown, daemon mode.
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "shared/admin_command.h"
+#include "supervisor/daemon.h"
+#include "tests/integration/test_support.h"
+
+namespace rtpc::testing {
+namespace {
+
+std::string daemonBin() { return envOr("RTP_CLUSTER_BIN", "supervisor/rtp_cluster"); }
+std::string clientBin() { return envOr("RTP_CLUSTER_CLIENT", "cli/rtp_cluster_client"); }
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return lstat(path.c_str(), &st) == 0;
+}
+
+void writeFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+struct RunResult {
+  int status = -1;  // exit code, or -1
+  std::string out;
+  std::string err;
+};
+
+// Runs a program to completion, capturing stdout and stderr.
+RunResult run(const std::vector<std::string>& args, milliseconds limit = kWait) {
+  RunResult r;
+  int out[2];
+  int err[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return r;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    dup2(err[1], STDERR_FILENO);
+    std::vector<std::string> copy = args;
+    std::vector<char*> argv;
+    for (std::string& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(out[1]);
+  close(err[1]);
+  const auto deadline = Clock::now() + limit;
+  bool out_open = true;
+  bool err_open = true;
+  while ((out_open || err_open) && Clock::now() < deadline) {
+    pollfd p[2] = {{out_open ? out[0] : -1, POLLIN, 0}, {err_open ? err[0] : -1, POLLIN, 0}};
+    if (poll(p, 2, 50) <= 0) continue;
+    char buf[4096];
+    for (int i = 0; i < 2; ++i) {
+      if (p[i].revents == 0) continue;
+      const ssize_t n = read(p[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        (i == 0 ? out_open : err_open) = false;
+      } else {
+        (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
+      }
+    }
+  }
+  close(out[0]);
+  close(err[0]);
+  int status = 0;
+  if (out_open || err_open) kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// A member line of the config.
+std::string memberXml(const std::string& name, const std::string& protocol, const std::string& address,
+                      const std::string& status = "ACTIVE", const std::string& extra = "") {
+  return "    <rtpproxy><name>" + name + "</name><protocol>" + protocol + "</protocol><address>" + address +
+         "</address><weight>100</weight><capacity>100</capacity><status>" + status + "</status>" + extra +
+         "</rtpproxy>\n";
+}
+
+// Fast health timers so that online/offline changes show within a second.
+const char* kTuning =
+    "    <tuning><heartbeat_interval>200</heartbeat_interval><command_timeout>150</command_timeout>"
+    "<heartbeat_failures>2</heartbeat_failures><offline_probe_interval>200</offline_probe_interval>"
+    "<session_table_size>65536</session_table_size></tuning>\n";
+
+std::string clusterXml(const std::string& name, const std::string& protocol, const std::string& address,
+                       const std::string& members) {
+  return "  <rtp_cluster>\n    <name>" + name + "</name><protocol>" + protocol + "</protocol><address>" + address +
+         "</address>\n" + kTuning + members + "  </rtp_cluster>\n";
+}
+
+std::string configXml(const std::string& clusters) {
+  return "<rtp_cluster_config>\n" + clusters + "</rtp_cluster_config>\n";
+}
+
+std::string hostPort(const SocketAddress& a) { return a.display(); }
+
+// A free UDP port on 127.0.0.1 (bound and released: good enough on loopback).
+uint16_t freeUdpPort() {
+  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&in), sizeof in);
+  socklen_t len = sizeof in;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&in), &len);
+  close(fd);
+  return ntohs(in.sin_port);
+}
+
+// The daemon in the foreground, in a temp dir of its own.
+class DaemonUnderTest {
+ public:
+  explicit DaemonUnderTest(const TempDir& dir)
+      : config_(dir.file("rtp_cluster.xml")),
+        pid_file_(dir.file("rtp_cluster.pid")),
+        admin_(dir.file("admin.sock")),
+        log_(dir.file("rtp_cluster.log")) {}
+  // SIGTERM, so that even a failed test leaves no shared-memory segment.
+  ~DaemonUnderTest() { process_.stop(SIGTERM, milliseconds(5000)); }
+  DaemonUnderTest(const DaemonUnderTest&) = delete;
+  DaemonUnderTest& operator=(const DaemonUnderTest&) = delete;
+
+  bool start(const std::string& xml) {
+    writeFile(config_, xml);
+    return process_.start({daemonBin(), "-f", "-c", config_, "-P", pid_file_, "-s", admin_, "-L", log_,
+                           "--restart-backoff", "20:200"},
+                          "READY pid=");
+  }
+  void writeConfig(const std::string& xml) const { writeFile(config_, xml); }
+
+  RunResult client(const std::string& command) const {
+    std::vector<std::string> args = {clientBin(), "-s", admin_};
+    std::istringstream words(command);
+    for (std::string w; words >> w;) args.push_back(w);
+    return run(args);
+  }
+  // The answer text of a command that must succeed.
+  std::string ok(const std::string& command) const {
+    RunResult r = client(command);
+    EXPECT_EQ(r.status, 0) << command << " -> " << r.out << r.err;
+    return r.out;
+  }
+
+  // The worker pid of cluster #index from `workers`; 0 when none.
+  pid_t workerPid(size_t index) const {
+    const std::string text = client("workers").out;
+    const std::string head = "Worker: #" + std::to_string(index) + "\n";
+    const size_t at = text.find(head);
+    if (at == std::string::npos) return 0;
+    const size_t pid_at = text.find("    pid = ", at);
+    if (pid_at == std::string::npos) return 0;
+    return static_cast<pid_t>(std::atoi(text.c_str() + pid_at + 10));
+  }
+
+  const ChildProcess& process() const { return process_; }
+  ChildProcess& process() { return process_; }
+  const std::string& pidFile() const { return pid_file_; }
+  const std::string& adminPath() const { return admin_; }
+  const std::string& configPath() const { return config_; }
+  std::string shmPath() const { return "/dev/shm/" + Daemon::shmNameFor(pid_file_); }
+
+ private:
+  std::string config_;
+  std::string pid_file_;
+  std::string admin_;
+  std::string log_;
+  ChildProcess process_;
+};
+
+// Replaces the round-trip time (it varies) so whole screens compare exactly.
+std::string maskDelays(const std::string& text) {
+  static const std::regex delay("average rtpc delay = [0-9.]+ sec");
+  return std::regex_replace(text, delay, "average rtpc delay = X sec");
+}
+
+// The heartbeat's session count is smoothed: in one member's block the
+// active sessions and utilization are masked too.
+std::string maskMember(const std::string& text, const std::string& member) {
+  const size_t from = text.find("        name = " + member + "\n");
+  if (from == std::string::npos) return text;
+  const size_t to = text.find("status = ", from);
+  static const std::regex sessions("active sessions = [0-9]+\n");
+  static const std::regex utilisation("capacity utilization = [0-9.]+%");
+  std::string block = text.substr(from, to - from);
+  block = std::regex_replace(block, sessions, "active sessions = N\n");
+  block = std::regex_replace(block, utilisation, "capacity utilization = X%");
+  return text.substr(0, from) + block + text.substr(to);
+}
+
+bool allOnline(const DaemonUnderTest& d, const std::string& cluster, int online) {
+  const std::string text = d.client("ls").out;
+  const size_t at = text.find("name = " + cluster + "\n");
+  if (at == std::string::npos) return false;
+  const size_t line = text.find("online members = ", at);
+  return line != std::string::npos && std::atoi(text.c_str() + line + 17) == online;
+}
+
+// ---------------------------------------------------------------------------
+
+TEST(Daemon, LsScreensShowEveryStateAndTransportExactly) {
+  TempDir dir;
+  TestRelay r1, r2, r3;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  ASSERT_TRUE(r2.start("udp6:[::1]:0", dir.file("r2.adm")));
+  ASSERT_TRUE(r3.start("unix:" + dir.file("r3.sock"), dir.file("r3.adm"), {"-l", "127.0.0.3"}));
+  const uint16_t dead = freeUdpPort();
+  uint16_t dead2 = freeUdpPort();
+  while (dead2 == dead) dead2 = freeUdpPort();
+  const std::string members =
+      memberXml("r1", "udp", hostPort(r1.address()), "ACTIVE", "<wan_address>192.0.2.10</wan_address>") +
+      memberXml("r2", "udp6", hostPort(r2.address()), "SUSPENDED") + memberXml("r3", "unix", dir.file("r3.sock")) +
+      memberXml("r4", "udp", "127.0.0.1:" + std::to_string(dead)) +
+      memberXml("r5", "udp", "127.0.0.1:" + std::to_string(dead2), "SUSPENDED");
+  const uint16_t control = freeUdpPort();
+  DaemonUnderTest d(dir);
+  ASSERT_TRUE(d.start(configXml(clusterXml("c1", "udp", "127.0.0.1:" + std::to_string(control), members))));
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "c1", 3); }));
+
+  // A call bound to r3 keeps it DRAINING after `delete`: made while r1 is
+  // paused, so that r3 is the only member taking new sessions.
+  const SocketAddress control_address{Transport::kUdp, "127.0.0.1", control, ""};
+  ControlClient cluster(control_address);
+  EXPECT_EQ(d.ok("modify c1 pause r1"), "OK\n");
+  ASSERT_NE(cluster.command("U held 192.0.2.1 4000 ft").find("127.0.0.3"), std::string::npos);
+  EXPECT_EQ(d.ok("modify c1 resume r1"), "OK\n");
+  EXPECT_EQ(d.ok("modify c1 delete r3"), "OK\n");
+
+  EXPECT_EQ(d.ok("ls"), "Cluster: #0\n"
+                        "    name = c1\n"
+                        "    address = 127.0.0.1:" + std::to_string(control) + "\n"
+                        "    online members = 3 (1 active, 1 suspended, 1 draining)\n"
+                        "    offline members = 2\n"
+                        "OK\n");
+  EXPECT_EQ(maskMember(maskDelays(d.ok("ls c1")), "r3"),
+            "Online members of the cluster #0:\n"
+            "    RTPproxy: #0\n"
+            "        name = r1\n"
+            "        address = " + hostPort(r1.address()) + "\n"
+            "        wan_address = 192.0.2.10\n"
+            "        weight = 100\n"
+            "        capacity = 100\n"
+            "        state = online\n"
+            "        active sessions = 0\n"
+            "        capacity utilization = 0.000000%\n"
+            "        average rtpc delay = X sec\n"
+            "        status = ACTIVE\n"
+            "\n"
+            "    RTPproxy: #1\n"
+            "        name = r2\n"
+            "        address = " + hostPort(r2.address()) + "\n"
+            "        weight = 100\n"
+            "        capacity = 100\n"
+            "        state = online\n"
+            "        active sessions = 0\n"
+            "        capacity utilization = 0.000000%\n"
+            "        average rtpc delay = X sec\n"
+            "        status = SUSPENDED\n"
+            "\n"
+            "    RTPproxy: #2\n"
+            "        name = r3\n"
+            "        address = " + dir.file("r3.sock") + "\n"
+            "        weight = 100\n"
+            "        capacity = 100\n"
+            "        state = online\n"
+            "        active sessions = N\n"
+            "        capacity utilization = X%\n"
+            "        average rtpc delay = X sec\n"
+            "        status = DRAINING\n"
+            "\n"
+            "Offline members of the cluster #0:\n"
+            "    RTPproxy: #0\n"
+            "        name = r4\n"
+            "        address = 127.0.0.1:" + std::to_string(dead) + "\n"
+            "        weight = 100\n"
+            "        capacity = 100\n"
+            "        state = offline\n"
+            "\n"
+            "    RTPproxy: #1\n"
+            "        name = r5\n"
+            "        address = 127.0.0.1:" + std::to_string(dead2) + "\n"
+            "        weight = 100\n"
+            "        capacity = 100\n"
+            "        state = offline\n"
+            "OK\n");
+  // The offline members' admin status shows in JSON.
+  const std::string json = d.ok("ls c1 json");
+  EXPECT_NE(json.find("\"name\":\"r5\""), std::string::npos);
+  EXPECT_NE(json.find("\"status\":\"SUSPENDED\""), std::string::npos);
+  EXPECT_NE(json.find("\"state\":\"offline\""), std::string::npos);
+  // The draining member goes once its call ends.
+  EXPECT_EQ(cluster.command("D held ft"), "0");
+  EXPECT_TRUE(eventually([&] { return d.client("ls c1").out.find("name = r3") == std::string::npos; }));
+}
+
+TEST(Daemon, ModifyRoundTripsThroughTheClientAndSurviveAWorkerCrash) {
+  TempDir dir;
+  TestRelay r1, r2;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  ASSERT_TRUE(r2.start("udp:127.0.0.1:0", dir.file("r2.adm")));
+  DaemonUnderTest d(dir);
+  ASSERT_TRUE(d.start(configXml(clusterXml("c1", "unix", dir.file("c1.sock"),
+                                           memberXml("r1", "udp", hostPort(r1.address()))))));
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "c1", 1); }));
+
+  EXPECT_EQ(d.ok("modify c1 add name=r2,protocol=udp,address=" + hostPort(r2.address()) + ",capacity=10,weight=5"),
+            "OK\n");
+  EXPECT_EQ(d.ok("modify c1 pause r1"), "OK\n");
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "c1", 2); }));
+  EXPECT_NE(d.ok("ls").find("online members = 2 (1 active, 1 suspended, 0 draining)"), std::string::npos);
+
+  RunResult r = d.client("modify c1 add name=r2,protocol=udp,address=127.0.0.1:9,capacity=10,weight=5");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.out, "ERROR: r2: RTPproxy already exists\n");
+  r = d.client("modify c1 resume nosuch");
+  EXPECT_EQ(r.out, "ERROR: nosuch: RTPproxy not found\n");
+  r = d.client("modify nosuch pause r1");
+  EXPECT_EQ(r.out, "ERROR: nosuch: cluster not found\n");
+  r = d.client("ls nosuch");
+  EXPECT_EQ(r.out, "ERROR: nosuch: cluster not found\n");
+
+  // The restarted worker starts from the changed member set, not the file's.
+  const pid_t before = d.workerPid(0);
+  ASSERT_GT(before, 0);
+  kill(before, SIGKILL);
+  ASSERT_TRUE(eventually([&] {
+    const pid_t now = d.workerPid(0);
+    return now > 0 && now != before;
+  }));
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "c1", 2); }));
+  EXPECT_NE(d.ok("ls").find("online members = 2 (1 active, 1 suspended, 0 draining)"), std::string::npos);
+  EXPECT_NE(d.ok("workers").find("restarts = 1\n"), std::string::npos);
+
+  EXPECT_EQ(d.ok("modify c1 resume r1"), "OK\n");
+  EXPECT_EQ(d.ok("modify c1 delete r2"), "OK\n");
+  EXPECT_TRUE(eventually([&] { return d.client("ls").out.find("online members = 1 (1 active, 0 suspended, 0 draining)") != std::string::npos; }));
+}
+
+// Everything one connection gets until the server closes it.
+std::string unixConversation(const std::string& path, const std::string& text) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  std::strncpy(un.sun_path, path.c_str(), sizeof un.sun_path - 1);
+  std::string reply;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&un), sizeof un) == 0 &&
+      write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size())) {
+    char chunk[4096];
+    ssize_t n;
+    while (waitReadable(fd, 5000) && (n = read(fd, chunk, sizeof chunk)) > 0) reply.append(chunk, static_cast<size_t>(n));
+  }
+  close(fd);
+  return reply;
+}
+
+TEST(Daemon, SeveralCommandsOnOneConnectionAreAnsweredInOrder) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  DaemonUnderTest d(dir);
+  ASSERT_TRUE(d.start(configXml(clusterXml("c1", "unix", dir.file("c1.sock"),
+                                           memberXml("r1", "udp", hostPort(r1.address()))))));
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "c1", 1); }));
+  const std::string ls = d.ok("ls");
+  const std::string all = unixConversation(
+      d.adminPath(), "modify c1 pause r1\nbogus\nmodify c1 resume r1\r\nls\nhelp\nquit\nls\n");
+  EXPECT_EQ(all, "OK\nERROR: unknown command\nOK\n" + ls + helpText()) << "nothing after quit";
+
+  // A line without its end, longer than the limit: an error, then the connection closes.
+  EXPECT_EQ(unixConversation(d.adminPath(), std::string(5000, 'x')), "ERROR: command line is longer than 4096 bytes\n");
+  EXPECT_EQ(d.ok("ls"), ls) << "still serving";
+}
+
+TEST(Daemon, AStuckWorkerGivesAnErrorWithinASecondAndLsStillAnswers) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  DaemonUnderTest d(dir);
+  ASSERT_TRUE(d.start(configXml(clusterXml("c1", "unix", dir.file("c1.sock"),
+                                           memberXml("r1", "udp", hostPort(r1.address()))))));
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "c1", 1); }));
+  const pid_t worker = d.workerPid(0);
+  ASSERT_GT(worker, 0);
+  kill(worker, SIGSTOP);
+  const auto t0 = Clock::now();
+  const RunResult r = d.client("modify c1 pause r1");
+  const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - t0);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.out, "ERROR: cluster c1: its worker did not answer within 1000 ms\n");
+  EXPECT_GE(took.count(), 900);
+  EXPECT_LT(took.count(), 4000);
+  EXPECT_NE(d.ok("ls").find("name = c1"), std::string::npos) << "ls does not ask the worker";
+  kill(worker, SIGCONT);
+  // The pause went through late; the next command finds the worker well.
+  EXPECT_EQ(d.ok("modify c1 resume r1"), "OK\n");
+  EXPECT_EQ(d.workerPid(0), worker);
+}
+
+TEST(Daemon, ReloadAddsRemovesAndChangesClustersAndABadFileChangesNothing) {
+  TempDir dir;
+  TestRelay r1, r2;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  ASSERT_TRUE(r2.start("udp:127.0.0.1:0", dir.file("r2.adm")));
+  const std::string m1 = memberXml("r1", "udp", hostPort(r1.address()));
+  const std::string m2 = memberXml("r2", "udp", hostPort(r2.address()));
+  const std::string a = clusterXml("a", "unix", dir.file("a.sock"), m1);
+  const std::string b = clusterXml("b", "unix", dir.file("b.sock"), m1);
+  DaemonUnderTest d(dir);
+  ASSERT_TRUE(d.start(configXml(a + b)));
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "a", 1) && allOnline(d, "b", 1); }));
+  const pid_t a_pid = d.workerPid(0);
+
+  // a: a member more (pushed to the running worker); b: removed; c: new.
+  const std::string a2 = clusterXml("a", "unix", dir.file("a.sock"), m1 + m2);
+  const std::string c = clusterXml("c", "unix", dir.file("c.sock"), m2);
+  d.writeConfig(configXml(a2 + c));
+  EXPECT_EQ(d.ok("reload"), "Loaded 2 clusters and 3 RTP proxies\nOK\n");
+  EXPECT_TRUE(eventually([&] { return allOnline(d, "a", 2) && allOnline(d, "c", 1); }));
+  EXPECT_EQ(d.workerPid(0), a_pid) << "a member change does not restart the worker";
+  EXPECT_TRUE(eventually([&] { return !exists(dir.file("b.sock")); })) << "removed cluster's socket";
+  EXPECT_TRUE(eventually([&] { return d.client("ls").out.find("name = b\n") == std::string::npos; }));
+  ControlClient to_c(SocketAddress{Transport::kUnix, {}, 0, dir.file("c.sock")});
+  EXPECT_EQ(to_c.command("V"), "20040107");
+
+  // A broken file: the loader's message, and everything keeps running.
+  const std::string before = d.ok("ls");
+  const std::string workers_before = d.ok("workers");
+  d.writeConfig(configXml(a2 + c).replace(configXml(a2 + c).find("<weight>100</weight>"), 20, "<weight>x</weight>"));
+  RunResult bad = d.client("reload");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_EQ(bad.out.rfind("ERROR: " + d.configPath() + ":", 0), 0u) << bad.out;
+  EXPECT_EQ(std::count(bad.out.begin(), bad.out.end(), '\n'), 1);
+  EXPECT_EQ(d.ok("ls"), before);
+  EXPECT_EQ(d.ok("workers"), workers_before);
+
+  // SIGHUP reloads too: a control address change restarts the cluster.
+  d.writeConfig(configXml(clusterXml("a", "unix", dir.file("a2.sock"), m1 + m2) + c));
+  d.process().signal(SIGHUP);
+  EXPECT_TRUE(eventually([&] { return exists(dir.file("a2.sock")) && !exists(dir.file("a.sock")); }));
+  EXPECT_TRUE(eventually([&] {
+    const pid_t now = d.workerPid(0);
+    return now > 0 && now != a_pid;
+  }));
+  ControlClient to_a(SocketAddress{Transport::kUnix, {}, 0, dir.file("a2.sock")});
+  EXPECT_TRUE(eventually([&] { return to_a.command("V") == "20040107"; }));
+}
+
+TEST(Daemon, ARelayThatDiesShowsOfflineAndComesBackOnline) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  DaemonUnderTest d(dir);
+  ASSERT_TRUE(d.start(configXml(clusterXml("c1", "unix", dir.file("c1.sock"),
+                                           memberXml("r1", "udp", hostPort(r1.address()))))));
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "c1", 1); }));
+  r1.stop();
+  EXPECT_TRUE(eventually([&] { return d.client("ls").out.find("offline members = 1\n") != std::string::npos; }));
+  EXPECT_NE(d.ok("ls c1").find("Offline members of the cluster #0:\n    RTPproxy: #0\n        name = r1\n"),
+            std::string::npos);
+  ASSERT_TRUE(r1.restart());
+  EXPECT_TRUE(eventually([&] { return allOnline(d, "c1", 1); }));
+}
+
+// Kills cluster A's worker again and again while both clusters carry
+// traffic: B never notices, A's commands are answered once its worker is
+// back, and A's calls keep going to the relay that has them (the session
+// table survives in shared memory) without any broadcast.
+TEST(Daemon, KillingOneClustersWorkerNeitherDisturbsTheOtherNorLosesItsCalls) {
+  TempDir dir;
+  TestRelay ra1, ra2, rb;
+  ASSERT_TRUE(ra1.start("udp:127.0.0.1:0", dir.file("ra1.adm"), {"-l", "127.0.0.1"}));
+  ASSERT_TRUE(ra2.start("udp:127.0.0.1:0", dir.file("ra2.adm"), {"-l", "127.0.0.2"}));
+  ASSERT_TRUE(rb.start("udp:127.0.0.1:0", dir.file("rb.adm")));
+  const uint16_t port_a = freeUdpPort();
+  const uint16_t port_b = freeUdpPort();
+  DaemonUnderTest d(dir);
+  ASSERT_TRUE(d.start(configXml(
+      clusterXml("A", "udp", "127.0.0.1:" + std::to_string(port_a),
+                 memberXml("a1", "udp", hostPort(ra1.address())) + memberXml("a2", "udp", hostPort(ra2.address()))) +
+      clusterXml("B", "udp", "127.0.0.1:" + std::to_string(port_b), memberXml("b1", "udp", hostPort(rb.address()))))));
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "A", 2) && allOnline(d, "B", 1); }));
+
+  const SocketAddress addr_a{Transport::kUdp, "127.0.0.1", port_a, ""};
+  const SocketAddress addr_b{Transport::kUdp, "127.0.0.1", port_b, ""};
+
+  // Calls on A, and where each went.
+  constexpr int kCalls = 20;
+  std::map<std::string, std::string> owner;  // call -> "a1"/"a2"
+  {
+    ControlClient a(addr_a);
+    for (int i = 0; i < kCalls; ++i) {
+      const std::string call = "kept" + std::to_string(i);
+      const std::string reply = a.command("U " + call + " 192.0.2.1 4000 ft" + std::to_string(i));
+      ASSERT_NE(reply, "") << call;
+      owner[call] = reply.find("127.0.0.2") != std::string::npos ? "a2" : "a1";
+    }
+  }
+  ASSERT_GT(std::count_if(owner.begin(), owner.end(), [](const auto& e) { return e.second == "a2"; }), 0);
+
+  // A command answered even across restarts: same cookie, retransmitted.
+  const auto patient = [](ControlClient& c, const std::string& cookie, const std::string& text) {
+    const auto deadline = Clock::now() + milliseconds(6000);
+    while (Clock::now() < deadline) {
+      const std::string reply = c.datagram(cookie, text, 250);
+      if (!reply.empty()) return reply;
+    }
+    return std::string();
+  };
+
+  std::atomic<bool> done{false};
+  std::atomic<int> b_sent{0}, b_answered{0}, a_sent{0}, a_answered{0};
+  std::thread to_b([&] {
+    ControlClient b(addr_b);
+    for (int i = 0; !done.load() || i < 50; ++i) {
+      ++b_sent;
+      // No retransmission: B's worker must answer the first datagram, and
+      // its relay must have made the session.
+      const std::string reply = b.datagram("b" + std::to_string(i), "U bcall" + std::to_string(i) + " 192.0.2.1 4000 ft", 2000);
+      if (!reply.empty() && reply[0] != 'E') ++b_answered;
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+  });
+  std::thread to_a([&] {
+    ControlClient a(addr_a);
+    for (int i = 0; !done.load(); ++i) {
+      ++a_sent;
+      // Any answer counts: a restarted worker answers new sessions E999
+      // until its members passed their first probes.
+      if (!patient(a, "a" + std::to_string(i), "U fresh" + std::to_string(i) + " 192.0.2.1 4000 ft").empty()) {
+        ++a_answered;
+      }
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+  });
+
+  constexpr int kKills = 10;
+  pid_t victim = d.workerPid(0);
+  const pid_t b_worker = d.workerPid(1);
+  for (int k = 0; k < kKills; ++k) {
+    ASSERT_GT(victim, 0);
+    kill(victim, SIGKILL);
+    pid_t next = 0;
+    ASSERT_TRUE(eventually([&] {
+      next = d.workerPid(0);
+      return next > 0 && next != victim;
+    })) << "kill " << k;
+    victim = next;
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+  done = true;
+  to_b.join();
+  to_a.join();
+
+  EXPECT_EQ(b_answered.load(), b_sent.load()) << "every command to B answered without a retransmission";
+  EXPECT_EQ(a_answered.load(), a_sent.load()) << "every command to A answered once its worker was back";
+  EXPECT_GT(a_sent.load(), 0);
+  EXPECT_EQ(d.workerPid(1), b_worker) << "B's worker never restarted";
+  EXPECT_NE(d.ok("workers").find("restarts = " + std::to_string(kKills) + "\n"), std::string::npos);
+
+  // The calls made before the kills: each L and D only to its own relay.
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "A", 2); }));
+  const uint64_t l1 = ra1.stat("cmd_L"), l2 = ra2.stat("cmd_L"), d1 = ra1.stat("cmd_D"), d2 = ra2.stat("cmd_D");
+  int on_a1 = 0;
+  ControlClient a(addr_a);
+  for (const auto& [call, relay] : owner) {
+    const std::string i = call.substr(4);
+    const std::string reply = a.command("L " + call + " 192.0.2.2 5000 ft" + i + " tt" + i);
+    EXPECT_NE(reply.find(relay == "a2" ? "127.0.0.2" : "127.0.0.1"), std::string::npos) << call << " " << reply;
+    EXPECT_EQ(a.command("D " + call + " ft" + i), "0") << call;
+    on_a1 += relay == "a1" ? 1 : 0;
+  }
+  EXPECT_EQ(ra1.stat("cmd_L") - l1, static_cast<uint64_t>(on_a1));
+  EXPECT_EQ(ra2.stat("cmd_L") - l2, static_cast<uint64_t>(kCalls - on_a1));
+  EXPECT_EQ(ra1.stat("cmd_D") - d1, static_cast<uint64_t>(on_a1));
+  EXPECT_EQ(ra2.stat("cmd_D") - d2, static_cast<uint64_t>(kCalls - on_a1));
+}
+
+TEST(Daemon, ASecondInstanceWithTheSamePidFileIsRefused) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  DaemonUnderTest d(dir);
+  const std::string xml =
+      configXml(clusterXml("c1", "unix", dir.file("c1.sock"), memberXml("r1", "udp", hostPort(r1.address()))));
+  ASSERT_TRUE(d.start(xml));
+  const RunResult second = run({daemonBin(), "-f", "-c", d.configPath(), "-P", d.pidFile(), "-s",
+                                dir.file("admin2.sock"), "-L", dir.file("log2")});
+  EXPECT_EQ(second.status, 1);
+  EXPECT_EQ(second.err, "rtp_cluster: another rtp_cluster is running (pid " + std::to_string(d.process().pid()) +
+                            ", pid file " + d.pidFile() + ")\n");
+  EXPECT_FALSE(exists(dir.file("admin2.sock")));
+  EXPECT_TRUE(exists(d.adminPath())) << "the running instance is untouched";
+  EXPECT_EQ(d.ok("ls").substr(0, 12), "Cluster: #0\n");
+}
+
+TEST(Daemon, SigtermStopsWorkersAndLeavesNoSocketPidFileOrSegment) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  DaemonUnderTest d(dir);
+  ASSERT_TRUE(d.start(configXml(clusterXml("c1", "unix", dir.file("c1.sock"),
+                                           memberXml("r1", "udp", hostPort(r1.address()))) +
+                                clusterXml("c2", "cunix", dir.file("c2.sock"),
+                                           memberXml("r1", "udp", hostPort(r1.address()))))));
+  ASSERT_TRUE(eventually([&] { return d.workerPid(0) > 0 && d.workerPid(1) > 0; }));
+  const pid_t w0 = d.workerPid(0), w1 = d.workerPid(1);
+  for (const std::string& path : {d.adminPath(), d.pidFile(), dir.file("c1.sock"), dir.file("c2.sock"), d.shmPath()}) {
+    EXPECT_TRUE(exists(path)) << path;
+  }
+  EXPECT_EQ(readFile(d.pidFile()), std::to_string(d.process().pid()) + "\n");
+  const int status = d.process().stop(SIGTERM, milliseconds(5000));
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  for (const std::string& path : {d.adminPath(), d.pidFile(), dir.file("c1.sock"), dir.file("c2.sock"), d.shmPath()}) {
+    EXPECT_FALSE(exists(path)) << path;
+  }
+  EXPECT_NE(kill(w0, 0), 0);
+  EXPECT_NE(kill(w1, 0), 0);
+}
+
+TEST(Daemon, TellsTheServiceManagerReadyReloadingAndStopping) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  const std::string notify_path = dir.file("notify.sock");
+  const int notify = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  std::strncpy(un.sun_path, notify_path.c_str(), sizeof un.sun_path - 1);
+  ASSERT_EQ(bind(notify, reinterpret_cast<sockaddr*>(&un), sizeof un), 0);
+  const auto next = [notify]() -> std::string {
+    char buf[256];
+    if (!waitReadable(notify, 5000)) return "";
+    const ssize_t n = recv(notify, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  };
+  setenv("NOTIFY_SOCKET", notify_path.c_str(), 1);
+  DaemonUnderTest d(dir);
+  const bool started = d.start(configXml(clusterXml("c1", "unix", dir.file("c1.sock"),
+                                                    memberXml("r1", "udp", hostPort(r1.address())))));
+  unsetenv("NOTIFY_SOCKET");
+  ASSERT_TRUE(started);
+  EXPECT_EQ(next(), "READY=1");
+  EXPECT_EQ(d.ok("reload"), "Loaded 1 clusters and 1 RTP proxies\nOK\n");
+  EXPECT_EQ(next(), "RELOADING=1");
+  EXPECT_EQ(next(), "READY=1");
+  d.process().signal(SIGTERM);
+  EXPECT_EQ(next(), "STOPPING=1");
+  close(notify);
+}
+
+TEST(Daemon, WithoutForegroundItDetachesLogsToTheFileAndReportsStartupErrors) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  const std::string config = dir.file("c.xml");
+  writeFile(config, configXml(clusterXml("c1", "unix", dir.file("c1.sock"),
+                                         memberXml("r1", "udp", hostPort(r1.address())))));
+  const std::vector<std::string> args = {daemonBin(), "-c", config, "-P", dir.file("pid"), "-s",
+                                         dir.file("admin.sock"), "-L", dir.file("log")};
+  const RunResult started = run(args);
+  ASSERT_EQ(started.status, 0) << started.err;
+  const pid_t daemon = static_cast<pid_t>(std::atoi(readFile(dir.file("pid")).c_str()));
+  ASSERT_GT(daemon, 0);
+  struct StopAtExit {
+    pid_t pid;
+    ~StopAtExit() { kill(pid, SIGTERM); }
+  } stop_at_exit{daemon};
+  EXPECT_EQ(kill(daemon, 0), 0);
+  EXPECT_TRUE(eventually([&] { return readFile(dir.file("log")).find("SUPERVISOR_READY") != std::string::npos; }));
+  EXPECT_TRUE(eventually([&] { return readFile(dir.file("log")).find("WORKER_READY cluster=c1") != std::string::npos; }));
+
+  // SIGUSR1 after the file was moved away: a new file gets the log.
+  rename(dir.file("log").c_str(), dir.file("log.1").c_str());
+  kill(daemon, SIGUSR1);
+  EXPECT_TRUE(eventually([&] { return readFile(dir.file("log")).find("LOG_REOPENED") != std::string::npos; }));
+
+  kill(daemon, SIGTERM);
+  EXPECT_TRUE(eventually([&] { return kill(daemon, 0) != 0; }));
+  EXPECT_FALSE(exists(dir.file("pid")));
+
+  // A control socket that cannot be bound: exit 1 with the reason, nothing left behind.
+  writeFile(config, configXml(clusterXml("c1", "unix", "/nonexistent/dir/c1.sock",
+                                         memberXml("r1", "udp", hostPort(r1.address())))));
+  const RunResult failed = run(args);
+  EXPECT_EQ(failed.status, 1);
+  EXPECT_NE(failed.err.find("cluster c1: control socket"), std::string::npos) << failed.err;
+  EXPECT_FALSE(exists(dir.file("pid")));
+  EXPECT_FALSE(exists(dir.file("admin.sock")));
+}
+
+}  // namespace
+}  // namespace rtpc::testing

@@ -1,0 +1,90 @@
+// The supervisor <-> worker channel messages: framing and member sets, which
+// go through the admin parser on the worker's side.
+
+#include "worker/worker_process.h"
+
+#include <gtest/gtest.h>
+
+namespace rtpc {
+namespace {
+
+MemberConfig makeMember(const std::string& name, Transport t, const std::string& where, uint16_t port = 0) {
+  MemberConfig m;
+  m.name = name;
+  m.address.transport = t;
+  if (isUnixPath(t)) {
+    m.address.path = where;
+  } else {
+    m.address.host = where;
+    m.address.port = port;
+  }
+  m.weight = 7;
+  m.capacity = 42;
+  return m;
+}
+
+TEST(WorkerProcessMessages, ChannelFramingTable) {
+  struct Case {
+    std::string_view wire;
+    bool ok;
+    uint64_t id;
+    std::string_view body;
+  };
+  const Case cases[] = {
+      {"1 ping", true, 1, "ping"},
+      {"18446744073709551615 OK", true, UINT64_MAX, "OK"},
+      {"7 ERROR: r1: RTPproxy not found", true, 7, "ERROR: r1: RTPproxy not found"},
+      {"7 ", true, 7, ""},
+      {"7", false, 0, ""},
+      {" 7 OK", false, 0, ""},
+      {"x7 OK", false, 0, ""},
+      {"18446744073709551616 OK", false, 0, ""},
+      {"", false, 0, ""},
+  };
+  for (const Case& c : cases) {
+    const std::optional<ChannelMessage> m = parseChannelMessage(c.wire);
+    ASSERT_EQ(m.has_value(), c.ok) << c.wire;
+    if (!m) continue;
+    EXPECT_EQ(m->id, c.id) << c.wire;
+    EXPECT_EQ(m->body, c.body) << c.wire;
+  }
+}
+
+TEST(WorkerProcessMessages, EveryMemberFieldSurvivesTheApplyRoundTrip) {
+  ClusterConfig cluster;
+  cluster.name = "c1";
+  cluster.members.push_back(makeMember("udp4", Transport::kUdp, "127.0.0.1", 4000));
+  cluster.members.push_back(makeMember("udp6", Transport::kUdp6, "::1", 4001));
+  cluster.members.push_back(makeMember("local", Transport::kUnix, "/run/rtpp.sock"));
+  cluster.members.push_back(makeMember("stream", Transport::kTcp, "192.0.2.9", 22222));
+  cluster.members[1].status = AdminStatus::kSuspended;
+  cluster.members[2].weight = 0;
+  cluster.members[3].wan_address = "198.51.100.1";
+  cluster.members[3].lan_address = "10.0.0.1";
+  cluster.members[3].cmd_out_address = "192.0.2.1";
+
+  ClusterConfig parsed;
+  parsed.name = "c1";
+  parsed.members.push_back(makeMember("stale", Transport::kUdp, "127.0.0.1", 1));
+  EXPECT_EQ(parseApplyBody(applyRequestBody(cluster), parsed), "");
+  EXPECT_EQ(parsed, cluster);
+}
+
+TEST(WorkerProcessMessages, AnEmptyMemberSetIsValidAndBadOnesAreRefusedWhole) {
+  ClusterConfig parsed;
+  parsed.members.push_back(makeMember("stale", Transport::kUdp, "127.0.0.1", 1));
+  EXPECT_EQ(parseApplyBody("apply", parsed), "");
+  EXPECT_TRUE(parsed.members.empty());
+
+  EXPECT_EQ(parseApplyBody("applyx", parsed), "malformed apply request");
+  EXPECT_EQ(parseApplyBody("apply\nname=a,protocol=udp,address=127.0.0.1:1,capacity=1,weight=1\n"
+                           "name=a,protocol=udp,address=127.0.0.1:2,capacity=1,weight=1",
+                           parsed),
+            "a: RTPproxy given twice");
+  EXPECT_EQ(parseApplyBody("apply\nname=a,protocol=udp,address=127.0.0.1:1,capacity=0,weight=1", parsed)
+                .rfind("modify add: capacity must be an integer 1..1000000", 0),
+            0u);
+}
+
+}  // namespace
+}  // namespace rtpc
