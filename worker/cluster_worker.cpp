@@ -178,8 +178,10 @@ std::unique_ptr<ClusterWorker> ClusterWorker::create(event_base* base, Options o
 
 bool ClusterWorker::init(std::string& error) {
   const uint32_t max_calls = std::max<uint32_t>(config_.tuning.session_table_size, 16);
+  bool table_attached = false;
   if (options_.session_memory != nullptr) {
     table_ = SessionTable::attach(options_.session_memory, options_.session_bytes);
+    table_attached = table_ != nullptr;
     if (table_ == nullptr)
       table_ = SessionTable::create(options_.session_memory, options_.session_bytes, max_calls,
                                     rng_());
@@ -223,6 +225,7 @@ bool ClusterWorker::init(std::string& error) {
     }
   }
 
+  keep_attached_calls_ = table_attached;
   for (const MemberConfig& m : config_.members) {
     OpResult r = addMemberInternal(m);
     if (!r.ok) {
@@ -230,6 +233,7 @@ bool ClusterWorker::init(std::string& error) {
       return false;
     }
   }
+  keep_attached_calls_ = false;
   updateNotifyPeers();
 
   housekeeping_ = event_new(
@@ -324,8 +328,10 @@ OpResult ClusterWorker::addMemberInternal(const MemberConfig& cfg) {
       m.get());
   Member& ref = *m;
   members_[index] = std::move(m);
-  // A fresh member must not inherit calls of a member that had this index.
-  table_->forgetMember(ref.index);
+  // A fresh member must not inherit calls of a member that had this index;
+  // but a restarted worker's initial members are the ones its predecessor
+  // published, and their calls in the attached table must survive.
+  if (!keep_attached_calls_) table_->forgetMember(ref.index);
   applyHealth(ref, ref.health.start(nowMs()));
   spdlog::info("MEMBER_ADDED cluster={} member={} address={} weight={} capacity={} status={}",
                config_.name, cfg.name, cfg.address.uri(), cfg.weight, cfg.capacity,

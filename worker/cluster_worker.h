@@ -170,7 +170,8 @@ class ClusterWorker : public CommandHandler {
   std::mt19937_64 rng_;
   WorkerCounters counters_;
   std::unique_ptr<NotifyRelay> notify_relay_;
-  event* housekeeping_ = nullptr;  // table sweep, deferred-delete expiry
+  event* housekeeping_ = nullptr;
+  bool keep_attached_calls_ = false;  // during init over an attached table  // table sweep, deferred-delete expiry
   event* reaper_ = nullptr;  // destroys removed members outside their link callbacks
   std::vector<std::unique_ptr<Member>> graveyard_;
   std::vector<std::unique_ptr<MemberLink>> dead_links_;

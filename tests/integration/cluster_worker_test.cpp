@@ -87,10 +87,13 @@ class Harness {
     event_base_free(base_);
   }
 
-  bool start(const ClusterConfig& config, int inherited_fd = -1) {
+  bool start(const ClusterConfig& config, int inherited_fd = -1, void* table = nullptr,
+             size_t table_bytes = 0) {
     ClusterWorker::Options options;
     options.config = config;
     options.inherited_fd = inherited_fd;
+    options.session_memory = table;
+    options.session_bytes = table_bytes;
     options.random_seed = 42;
     std::string error;
     worker_ = ClusterWorker::create(base_, options, error);
@@ -158,6 +161,7 @@ class Harness {
   }
 
   ClusterWorker& worker() { return *worker_; }
+  void stopWorker() { worker_.reset(); }
   const SocketAddress& address() const { return address_; }
 
  private:
@@ -769,6 +773,32 @@ TEST(ClusterWorkerNotify, SessionTimeoutReachesTheSignallingSocketThroughTheClus
   close(sink);
   EXPECT_EQ(got, "hello world\n");
   EXPECT_EQ(c.h.worker().notifyRelay()->counters().delivered, 1u);
+}
+
+
+// A restarted worker (the supervisor's case: the table lives in shared
+// memory) routes the calls of its predecessor without a broadcast.
+TEST(ClusterWorkerRestart, CallsInAnAttachedTableKeepTheirMember) {
+  Cluster c(Transport::kUdp, Transport::kUdp, 2);
+  const size_t bytes = SessionTable::bytesFor(c.config.tuning.session_table_size);
+  auto* block = static_cast<uint8_t*>(::operator new[](bytes, std::align_val_t(SessionTable::kRequiredAlignment)));
+  ASSERT_TRUE(c.h.start(c.config, -1, block, bytes));
+  ASSERT_TRUE(c.h.runUntil([&] { return c.h.allOnline(); }));
+  std::map<std::string, int> owner;
+  for (int i = 0; i < 20; ++i) {
+    const std::string call = "keep" + std::to_string(i);
+    owner[call] = c.create(call);
+    ASSERT_GE(owner[call], 0);
+  }
+  c.h.stopWorker();
+  ASSERT_TRUE(c.h.start(c.config, -1, block, bytes));
+  ASSERT_TRUE(c.h.runUntil([&] { return c.h.allOnline(); }));
+  const uint64_t broadcasts = c.h.worker().counters().broadcasts;
+  for (const auto& [call, m] : owner)
+    EXPECT_EQ(servedBy(c.h.command("L " + call + " 192.0.2.2 5000 ft tt")), m) << call;
+  EXPECT_EQ(c.h.worker().counters().broadcasts, broadcasts) << "no broadcast after the restart";
+  c.h.stopWorker();
+  ::operator delete[](block, std::align_val_t(SessionTable::kRequiredAlignment));
 }
 
 }  // namespace

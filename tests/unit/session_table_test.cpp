@@ -1,6 +1,8 @@
 #include "shared/session_table.h"
 
 #include <gtest/gtest.h>
+
+#include <atomic>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -544,7 +546,13 @@ TEST(SessionTable, SuccessorOfAKilledWriterNeverMisroutes) {
   std::mt19937_64 rng(7);
   uint32_t total_repairs = 0;
   constexpr int kRounds = 60;
+  // The writer counts its operations here, so that a kill never lands
+  // before it has run at all (a loaded machine may not schedule it at once).
+  auto* progress = static_cast<std::atomic<uint64_t>*>(
+      mmap(nullptr, sizeof(std::atomic<uint64_t>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(static_cast<void*>(progress), MAP_FAILED);
   for (int round = 0; round < kRounds; ++round) {
+    progress->store(0);
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
@@ -558,8 +566,10 @@ TEST(SessionTable, SuccessorOfAKilledWriterNeverMisroutes) {
         if (op < 6) t->bind(ids[i], member, now);
         else if (op < 8) t->markDeleted(ids[i], now);
         else t->lookup(ids[i], now);
+        progress->fetch_add(1, std::memory_order_relaxed);
       }
     }
+    for (int waited = 0; progress->load() < 1000 && waited < 10000; ++waited) usleep(1000);
     usleep(static_cast<useconds_t>(1000 + rng() % 5000));
     ASSERT_EQ(kill(pid, SIGKILL), 0);
     int status = 0;
@@ -582,6 +592,7 @@ TEST(SessionTable, SuccessorOfAKilledWriterNeverMisroutes) {
     }
   }
   std::printf("slots repaired over %d kills: %u\n", kRounds, total_repairs);
+  munmap(progress, sizeof(std::atomic<uint64_t>));
   munmap(mem, bytes);
 }
 
