@@ -23,6 +23,8 @@ constexpr uint64_t kMinRetryBudgetMs = 40;
 // D commands held for an offline member, and for how long.
 constexpr size_t kMaxDeferredDeletes = 10000;
 constexpr uint64_t kDeferredDeleteTtlMs = 60000;
+// Commands held while the members of a just-started worker are probed.
+constexpr size_t kMaxHeldCommands = 4096;
 
 // VF dates of rtpproxy 3.2 (PROTOCOL.md 2.1), used to answer VF when no
 // member is online yet: Kamailio probes VF right at its start and disables
@@ -167,6 +169,7 @@ ClusterWorker::~ClusterWorker() {
   graveyard_.clear();
   if (reaper_ != nullptr) event_free(reaper_);
   if (housekeeping_ != nullptr) event_free(housekeeping_);
+  if (release_held_ != nullptr) event_free(release_held_);
 }
 
 std::unique_ptr<ClusterWorker> ClusterWorker::create(event_base* base, Options options,
@@ -235,6 +238,13 @@ bool ClusterWorker::init(std::string& error) {
   }
   keep_attached_calls_ = false;
   updateNotifyPeers();
+
+  // Commands held while the first probes run: at most half the command
+  // timeout, so that the client still gets its answer in time.
+  startup_hold_until_ms_ = nowMs() + std::min<uint64_t>(500, config_.tuning.command_timeout_ms / 2);
+  release_held_ = event_new(
+      base_, -1, 0, [](evutil_socket_t, short, void* arg) { static_cast<ClusterWorker*>(arg)->releaseHeld(); },
+      this);
 
   housekeeping_ = event_new(
       base_, -1, EV_PERSIST,
@@ -492,6 +502,7 @@ void ClusterWorker::applyHealth(Member& m, const HealthAction& action) {
   if (action.transition) {
     const HealthTransition& t = *action.transition;
     if (t.to == HealthState::kOnline) {
+      if (!held_.empty()) event_active(release_held_, EV_TIMEOUT, 0);
       spdlog::info("MEMBER_ONLINE cluster={} member={} reason={} capabilities={:#x}", config_.name,
                    m.config.name, healthReasonName(t.reason), m.health.capabilities());
       flushDeferredDeletes(m);
@@ -638,7 +649,45 @@ void ClusterWorker::onCommand(ControlRequest* request) {
     answerError(request, request->parse.error_code, "parse");
     return;
   }
+  dispatch(request);
+}
+
+// Right after a (re)start every member is still being probed for a few ms.
+// A command that needs a member then waits (bounded) instead of failing with
+// E999: a worker restarted by the supervisor must not fail the calls that
+// queued up in its socket meanwhile.
+bool ClusterWorker::holdUntilProbed(ControlRequest* request) {
+  if (anyOnline() || nowMs() >= startup_hold_until_ms_) return false;
+  bool probing = false;
+  for (const auto& m : members_) {
+    if (m && !m->removed &&
+        (m->health.state() == HealthState::kProbing || m->health.state() == HealthState::kCapabilities))
+      probing = true;
+  }
+  if (!probing || held_.size() >= kMaxHeldCommands) return false;
+  held_.push_back(request);
+  if (held_.size() == 1) {
+    const uint64_t left = startup_hold_until_ms_ - nowMs();
+    const timeval tv{static_cast<time_t>(left / 1000), static_cast<suseconds_t>((left % 1000) * 1000)};
+    evtimer_add(release_held_, &tv);
+  }
+  return true;
+}
+
+void ClusterWorker::releaseHeld() {
+  if (held_.empty()) return;
+  evtimer_del(release_held_);
+  std::vector<ControlRequest*> held;
+  held.swap(held_);
+  startup_hold_until_ms_ = 0;  // once released, never hold again
+  for (ControlRequest* r : held) dispatch(r);
+}
+
+void ClusterWorker::dispatch(ControlRequest* request) {
   const RtppCommand& cmd = request->command;
+  if (cmd.type != CommandType::kVersion && cmd.type != CommandType::kVersionFeature &&
+      cmd.type != CommandType::kInfo && holdUntilProbed(request))
+    return;
   switch (cmd.type) {
     case CommandType::kVersion:
       ++counters_.answered_locally;

@@ -117,6 +117,9 @@ class ClusterWorker : public CommandHandler {
   void answerInfo(ControlRequest* request);
   void answerFeature(ControlRequest* request);
   void routeByCall(ControlRequest* request);
+  void dispatch(ControlRequest* request);
+  bool holdUntilProbed(ControlRequest* request);
+  void releaseHeld();
   void startCreate(Job& job);
   void startBroadcast(Job& job, uint8_t kind);
   void forward(Job& job, Member& member, bool as_lookup);
@@ -171,7 +174,10 @@ class ClusterWorker : public CommandHandler {
   WorkerCounters counters_;
   std::unique_ptr<NotifyRelay> notify_relay_;
   event* housekeeping_ = nullptr;
-  bool keep_attached_calls_ = false;  // during init over an attached table  // table sweep, deferred-delete expiry
+  bool keep_attached_calls_ = false;  // during init over an attached table
+  std::vector<ControlRequest*> held_;  // commands waiting for the first probes
+  uint64_t startup_hold_until_ms_ = 0;
+  event* release_held_ = nullptr;  // table sweep, deferred-delete expiry
   event* reaper_ = nullptr;  // destroys removed members outside their link callbacks
   std::vector<std::unique_ptr<Member>> graveyard_;
   std::vector<std::unique_ptr<MemberLink>> dead_links_;

@@ -801,5 +801,18 @@ TEST(ClusterWorkerRestart, CallsInAnAttachedTableKeepTheirMember) {
   ::operator delete[](block, std::align_val_t(SessionTable::kRequiredAlignment));
 }
 
+
+// Commands that arrive while a just-started worker still probes its members
+// wait for the first member instead of failing with E999.
+TEST(ClusterWorkerRestart, NewCallsRightAfterStartWaitForTheFirstProbe) {
+  Cluster c(Transport::kUdp, Transport::kUdp, 2);
+  c.relays[0]->admin("delay 20");  // the probe round (V + 8 VF) takes ~200 ms
+  c.relays[1]->admin("delay 20");
+  ASSERT_TRUE(c.h.start(c.config));
+  ASSERT_FALSE(c.h.allOnline());
+  const std::string reply = c.h.command("U early 192.0.2.1 4000 ft");
+  EXPECT_GE(servedBy(reply), 0) << reply;
+}
+
 }  // namespace
 }  // namespace rtpc
