@@ -603,17 +603,6 @@ namespace rtpengine {
 
 const char* kBinary = "/usr/bin/rtpengine";
 
-uint16_t freeUdpPort() {
-  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in in{};
-  in.sin_family = AF_INET;
-  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&in), sizeof in);
-  socklen_t len = sizeof in;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&in), &len);
-  close(fd);
-  return ntohs(in.sin_port);
-}
 
 struct Instance {
   ChildProcess process;
@@ -621,8 +610,8 @@ struct Instance {
   uint16_t cli_port = 0;
 
   bool start(const TempDir& dir, int n) {
-    port = freeUdpPort();
-    cli_port = freeUdpPort();
+    port = freeLoopbackPort(SOCK_DGRAM);
+    cli_port = freeLoopbackPort(SOCK_DGRAM);
     const int media = 40000 + 2000 * n;
     // Its log goes to a file: nobody reads a pipe while the test runs.
     const std::string cmd =
@@ -716,20 +705,9 @@ TEST(ClusterWorkerRtpengine, SessionsCreatedLookedUpAndDeletedThroughTheWorker) 
 // ---------------------------------------------------------------------------
 // Disconnect notifications relayed through the cluster (REFERENCE.md 7).
 
-uint16_t freeTcpPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in in{};
-  in.sin_family = AF_INET;
-  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&in), sizeof in);
-  socklen_t len = sizeof in;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&in), &len);
-  close(fd);
-  return ntohs(in.sin_port);
-}
 
 TEST(ClusterWorkerNotify, SessionTimeoutReachesTheSignallingSocketThroughTheCluster) {
-  const uint16_t inbound = freeTcpPort();
+  const uint16_t inbound = freeLoopbackPort(SOCK_STREAM);
   Cluster c(Transport::kUdp, Transport::kUdp, 1, {},
             {"-n", "tcp:%%CC_SELF%%:" + std::to_string(inbound)});
   DisconnectNotifyConfig dn;

@@ -61,6 +61,22 @@ inline bool waitReadable(int fd, int timeout_ms) {
   return poll(&p, 1, timeout_ms) > 0;
 }
 
+// A free port on 127.0.0.1 for SOCK_DGRAM or SOCK_STREAM (bound and
+// released: good enough on loopback, for peers that need a fixed port).
+inline uint16_t freeLoopbackPort(int sock_type = SOCK_DGRAM) {
+  const int fd = socket(AF_INET, sock_type | SOCK_CLOEXEC, 0);
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof in;
+  uint16_t port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&in), sizeof in) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&in), &len) == 0)
+    port = ntohs(in.sin_port);
+  close(fd);
+  return port;
+}
+
 // Polls `done` until it holds or `limit` passes.
 template <typename F>
 bool eventually(F done, milliseconds limit = kWait, milliseconds step = milliseconds(20)) {
