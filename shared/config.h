@@ -82,6 +82,8 @@ struct ClusterConfig {
 
 struct Config {
   std::vector<ClusterConfig> clusters;
+  // Prometheus endpoint (<metrics><address>): tcp or tcp6, port given. Empty = off.
+  std::optional<SocketAddress> metrics_address;
   std::string source_path;  // as given on the command line; used in messages
   bool operator==(const Config&) const = default;
 

@@ -146,9 +146,18 @@ class Loader {
     rejectAttributes(root, "");
 
     Config config;
+    pugi::xml_node metrics;
     for (pugi::xml_node node : root.children()) {
       if (node.type() != pugi::node_element) {
         rejectText(node, "", "<rtp_cluster_config>");
+        continue;
+      }
+      if (std::string_view(node.name()) == "metrics") {
+        if (metrics) {
+          failAt(node, "duplicate <metrics> (first at line " + std::to_string(lineOf(metrics.offset_debug())) + ")");
+        }
+        metrics = node;
+        config.metrics_address = loadMetrics(node);
         continue;
       }
       if (std::string_view(node.name()) != "rtp_cluster") {
@@ -383,6 +392,18 @@ class Loader {
   static std::string endpointKey(const SocketAddress& a) {
     if (isUnixPath(a.transport)) return "path " + a.path;
     return std::string(isDatagram(a.transport) ? "dgram " : "stream ") + a.display();
+  }
+
+  // The Prometheus endpoint: an HTTP listener, so TCP only and no default port.
+  SocketAddress loadMetrics(const pugi::xml_node& node) {
+    const std::string context = "<metrics>";
+    rejectAttributes(node, context);
+    const Children children = collect(node, context, {"address"});
+    const pugi::xml_node address = children.get("address");
+    if (!address) failAt(node, "<metrics>: missing <address>");
+    const std::string text = leafValue(address, context);
+    const bool v6 = !text.empty() && (text.front() == '[' || std::count(text.begin(), text.end(), ':') > 1);
+    return checkAddress(address, v6 ? Transport::kTcp6 : Transport::kTcp, context, 0);
   }
 
   DisconnectNotifyConfig loadDisconnectNotify(const pugi::xml_node& node, const std::string& context) {

@@ -12,8 +12,10 @@
 #include "shared/admin_command.h"
 #include "shared/admin_render.h"
 #include "shared/config_loader.h"
+#include "shared/metrics_render.h"
 #include "shared/shm_segment.h"
 #include "supervisor/daemon.h"
+#include "supervisor/metrics_server.h"
 #include "supervisor/reload_plan.h"
 #include "supervisor/worker_pool.h"
 
@@ -71,6 +73,12 @@ bool Supervisor::start(std::string& error) {
   }
   admin_ = AdminServer::create(base_, settings_.options.admin_address, settings_.owner, this, error);
   if (!admin_) return false;
+  if (config_.metrics_address) {
+    metrics_ = MetricsServer::create(
+        base_, *config_.metrics_address, [this] { return renderPrometheus(takeSnapshot(*segment_)); }, error);
+    if (!metrics_) return false;
+    spdlog::info("METRICS_LISTENING address={}", metrics_->address().uri());
+  }
 
   WorkerPoolSettings ps;
   ps.owner = settings_.owner;
@@ -103,6 +111,7 @@ void Supervisor::shutdown() {
   Daemon::notify("STOPPING=1");
   if (pool_) pool_->stopAll();
   pool_.reset();
+  metrics_.reset();
   admin_.reset();
   segment_.reset();  // the creator removes the segment
   if (signal_event_ != nullptr) event_free(signal_event_);
@@ -288,7 +297,16 @@ void Supervisor::reload(std::function<void(const std::string&)> done) {
       pool_->setConfigIndex(c.name, index);
     }
   }
+  if (next.metrics_address != config_.metrics_address) {
+    // The endpoint is bound once at start: rebinding here could lose it on a
+    // failed bind while the reload itself succeeds.
+    spdlog::warn("METRICS_RESTART_REQUIRED running={} configured={}",
+                 metrics_ ? metrics_->address().uri() : std::string("off"),
+                 next.metrics_address ? next.metrics_address->uri() : std::string("off"));
+  }
+  std::optional<SocketAddress> metrics_address = config_.metrics_address;
   config_ = next;
+  config_.metrics_address = std::move(metrics_address);  // what runs, so each reload repeats the warning
 
   // The answer waits for every member set to be taken (or to fail: the pool
   // then restarts that worker with the new set).

@@ -28,6 +28,7 @@
 
 namespace rtpc {
 
+class MetricsServer;
 class ShmSegment;
 class WorkerPool;
 
@@ -69,6 +70,7 @@ class Supervisor : public AdminServer::Handler {
   event_base* base_ = nullptr;
   std::unique_ptr<ShmSegment> segment_;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<MetricsServer> metrics_;  // only with <metrics> in the config
   std::unique_ptr<WorkerPool> pool_;
   int signal_fd_ = -1;
   event* signal_event_ = nullptr;

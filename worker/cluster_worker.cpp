@@ -270,6 +270,8 @@ void ClusterWorker::onHousekeeping() {
       m->deferred_deletes.pop_front();
       spdlog::warn("DEFERRED_DELETE_EXPIRED cluster={} member={}", config_.name, m->config.name);
     }
+    // Deletes deferred after a timeout while the member stayed online.
+    if (m->online() && !m->deferred_deletes.empty()) flushDeferredDeletes(*m);
   }
 }
 
@@ -482,6 +484,10 @@ std::vector<MemberStatus> ClusterWorker::members() const {
     s.rtt = m->link->smoothedRtt();
     s.capabilities = m->health.capabilities();
     s.stats_unsupported = m->health.statsUnsupported();
+    // A relay that answers I with an error (rtpengine) reports no load; what
+    // the cluster bound to it is the best count there is (also what the
+    // selector uses for it).
+    if (s.stats_unsupported && !s.active_sessions) s.active_sessions = s.bound_sessions;
     s.commands = m->commands;
     s.timeouts = m->timeouts;
     s.failovers = m->failovers;
@@ -1113,6 +1119,20 @@ void ClusterWorker::finishStats(Job& job) {
 
 void ClusterWorker::deliverForward(Job& job, Member& m, LinkOutcome outcome, std::string_view body) {
   const RtppCommand& cmd = job.request->command;
+  if (outcome != LinkOutcome::kReply && cmd.type == CommandType::kDelete &&
+      m.deferred_deletes.size() < kMaxDeferredDeletes) {
+    // A hang-up must not leak a session on a relay that was slow for a
+    // moment: answer as for an offline member and send the D again later
+    // (housekeeping, or when the member is back online).
+    scratch_command_.clear();
+    formatCommand(cmd, CommandEdits{}, scratch_command_);
+    m.deferred_deletes.push_back({std::string(scratch_command_.view()), nowMs()});
+    ++m.deferred_total;
+    table_->markDeleted(cmd.call_id, nowMs());
+    spdlog::warn("DELETE_DEFERRED cluster={} member={} reason=member_timeout", config_.name, m.config.name);
+    answer(job, "0");
+    return;
+  }
   if (outcome != LinkOutcome::kReply) {
     ControlRequest* r = job.request;
     releaseJob(job);

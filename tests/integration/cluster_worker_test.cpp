@@ -688,6 +688,8 @@ TEST(ClusterWorkerRtpengine, SessionsCreatedLookedUpAndDeletedThroughTheWorker) 
   h.runFor(milliseconds(400));
   EXPECT_TRUE(h.member("e0").online);
   EXPECT_TRUE(h.member("e0").stats_unsupported);
+  ASSERT_TRUE(h.member("e0").active_sessions.has_value()) << "shown as the bound count, not UNKNOWN";
+  EXPECT_EQ(*h.member("e0").active_sessions, h.member("e0").bound_sessions);
   EXPECT_EQ(h.member("e0").bound_sessions + h.member("e1").bound_sessions, 20u)
       << h.member("e0").bound_sessions << "+" << h.member("e1").bound_sessions << " live=" << h.worker().sessions().liveCount() << " created=" << h.worker().counters().created << " routed=" << h.worker().counters().routed << " bc=" << h.worker().counters().broadcasts << " cmds=" << h.worker().counters().commands;
 
@@ -790,6 +792,22 @@ TEST(ClusterWorkerRestart, NewCallsRightAfterStartWaitForTheFirstProbe) {
   ASSERT_FALSE(c.h.allOnline());
   const std::string reply = c.h.command("U early 192.0.2.1 4000 ft");
   EXPECT_GE(servedBy(reply), 0) << reply;
+}
+
+
+// A relay that is slow for a moment when the call hangs up must not keep the
+// session: the D is answered and sent again.
+TEST(ClusterWorkerFaults, DeleteThatTimesOutIsRetriedLater) {
+  Cluster c(Transport::kUdp, Transport::kUdp, 1);
+  ASSERT_TRUE(c.start());
+  ASSERT_EQ(c.create("slowbye", "fb"), 0);
+  ASSERT_EQ(c.relays[0]->stat("sessions"), 1u);
+  c.relays[0]->admin("mute on");
+  EXPECT_EQ(c.h.command("D slowbye fb"), "0");
+  EXPECT_EQ(c.h.member("r0").deferred_deletes, 1u);
+  c.relays[0]->admin("mute off");
+  EXPECT_TRUE(c.h.runUntil([&] { return c.relays[0]->stat("sessions") == 0; }))
+      << "the deferred D reached the relay";
 }
 
 }  // namespace

@@ -712,5 +712,109 @@ TEST(Daemon, WithoutForegroundItDetachesLogsToTheFileAndReportsStartupErrors) {
   EXPECT_FALSE(exists(dir.file("admin.sock")));
 }
 
+// ---------------------------------------------------------------------------
+// The Prometheus endpoint (docs/metrics.md), scraped with a plain TCP GET.
+
+uint16_t freeTcpPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&in), sizeof in);
+  socklen_t len = sizeof in;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&in), &len);
+  close(fd);
+  return ntohs(in.sin_port);
+}
+
+// The whole HTTP/1.0 response (status line, headers, body); empty on failure.
+std::string httpGet(uint16_t port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  in.sin_port = htons(port);
+  timeval tv{3, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&in), sizeof in) == 0) {
+    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+      char buf[4096];
+      for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) response.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  return response;
+}
+
+// The value of the sample `series` (name and labels as rendered); -1 if absent.
+double sample(const std::string& response, const std::string& series) {
+  const size_t at = response.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::atof(response.c_str() + at + 1 + series.size() + 1);
+}
+
+TEST(Daemon, MetricsEndpointIsScrapedDuringTraffic) {
+  TempDir dir;
+  TestRelay relay;
+  ASSERT_TRUE(relay.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  const uint16_t control = freeUdpPort();
+  const uint16_t metrics = freeTcpPort();
+  DaemonUnderTest d(dir);
+  const std::string clusters =
+      clusterXml("m", "udp", "127.0.0.1:" + std::to_string(control), memberXml("r1", "udp", hostPort(relay.address())));
+  ASSERT_TRUE(d.start("<rtp_cluster_config>\n  <metrics><address>127.0.0.1:" + std::to_string(metrics) +
+                      "</address></metrics>\n" + clusters + "</rtp_cluster_config>\n"));
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "m", 1); }));
+
+  const std::string online = "rtp_cluster_member_online{cluster=\"m\",member=\"r1\"}";
+  const std::string bound = "rtp_cluster_member_bound_sessions{cluster=\"m\",member=\"r1\"}";
+  const std::string sent = "rtp_cluster_member_commands_total{cluster=\"m\",member=\"r1\"}";
+  const std::string created = "rtp_cluster_commands_total{cluster=\"m\",kind=\"created\"}";
+
+  // Scrapes while calls are set up and torn down: each one complete and well formed.
+  constexpr int kCalls = 30;
+  constexpr int kDeleted = 10;
+  std::atomic<bool> done{false};
+  std::thread traffic([&] {
+    ControlClient c(SocketAddress{Transport::kUdp, "127.0.0.1", control, ""});
+    for (int i = 0; i < kCalls; ++i) c.command("U mcall" + std::to_string(i) + " 192.0.2.1 4000 ft" + std::to_string(i));
+    for (int i = 0; i < kDeleted; ++i) c.command("D mcall" + std::to_string(i) + " ft" + std::to_string(i));
+    done = true;
+  });
+  int scrapes = 0;
+  while (!done.load() || scrapes == 0) {
+    const std::string r = httpGet(metrics, "/metrics");
+    ASSERT_EQ(r.rfind("HTTP/1.0 200 OK\r\n", 0), 0U) << r.substr(0, 200);
+    ASSERT_NE(r.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
+    ASSERT_EQ(r.back(), '\n');
+    ASSERT_EQ(sample(r, online), 1) << r;
+    ++scrapes;
+  }
+  traffic.join();
+
+  // The workers publish their counters periodically: the last values arrive soon.
+  std::string last;
+  EXPECT_TRUE(eventually([&] {
+    last = httpGet(metrics, "/metrics");
+    return sample(last, bound) == kCalls - kDeleted && sample(last, created) >= kCalls;
+  })) << last;
+  EXPECT_GE(sample(last, sent), kCalls + kDeleted);
+  EXPECT_EQ(sample(last, "rtp_cluster_tracked_calls{cluster=\"m\"}"), kCalls - kDeleted);
+  EXPECT_EQ(sample(last, "rtp_cluster_member_admin_status{cluster=\"m\",member=\"r1\",status=\"ACTIVE\"}"), 1);
+  EXPECT_EQ(sample(last, "rtp_cluster_worker_restarts_total{cluster=\"m\"}"), 0);
+
+  EXPECT_EQ(httpGet(metrics, "/").rfind("HTTP/1.0 404", 0), 0U);
+  EXPECT_EQ(httpGet(metrics, "/metricsx").rfind("HTTP/1.0 404", 0), 0U);
+
+  // A suspended member shows at the next scrape (the admin status comes from shm).
+  d.ok("modify m suspend r1");
+  EXPECT_TRUE(eventually([&] {
+    return sample(httpGet(metrics, "/metrics"),
+                  "rtp_cluster_member_admin_status{cluster=\"m\",member=\"r1\",status=\"SUSPENDED\"}") == 1;
+  }));
+}
+
 }  // namespace
 }  // namespace rtpc::testing

@@ -612,5 +612,46 @@ TEST(ConfigLoaderFileTest, FileErrorsNameThePathAsGiven) {
   rmdir(dir_template);
 }
 
+TEST(ConfigLoaderTest, MetricsEndpointIsOffByDefaultAndLoadsTcpAddresses) {
+  EXPECT_FALSE(loadOk("<rtp_cluster_config/>").metrics_address.has_value());
+  EXPECT_FALSE(loadOk(doc("")).metrics_address.has_value());
+  const Config v4 = loadOk(
+      "<rtp_cluster_config>\n<metrics>\n  <address> 127.0.0.1:9464 </address>\n</metrics>\n</rtp_cluster_config>\n");
+  ASSERT_TRUE(v4.metrics_address.has_value());
+  EXPECT_EQ(*v4.metrics_address, ip(Transport::kTcp, "127.0.0.1", 9464));
+  const Config v6 = loadOk("<rtp_cluster_config><metrics><address>[::1]:9464</address></metrics></rtp_cluster_config>");
+  ASSERT_TRUE(v6.metrics_address.has_value());
+  EXPECT_EQ(*v6.metrics_address, ip(Transport::kTcp6, "::1", 9464));
+  // Before, after or between clusters: the clusters load unchanged.
+  std::string with = doc("");
+  with.insert(with.find("<rtp_cluster>"), "<metrics><address>localhost:9000</address></metrics>\n");
+  const Config both = loadOk(with);
+  ASSERT_TRUE(both.metrics_address.has_value());
+  EXPECT_EQ(both.metrics_address->host, "localhost");
+  Config without = loadOk(doc(""));
+  EXPECT_EQ(both.clusters, without.clusters);
+  without.metrics_address = both.metrics_address;
+  EXPECT_EQ(both, without);
+}
+
+TEST(ConfigLoaderErrorTest, Metrics) {
+  const auto top = [](std::string_view inner) {
+    return "<rtp_cluster_config>\n<metrics>\n" + std::string(inner) + "</metrics>\n</rtp_cluster_config>\n";
+  };
+  const std::vector<InvalidCase> cases = {
+      {"no address", top(""), "rtp_cluster.xml:2: <metrics>: missing <address>"},
+      {"no port", top("<address>127.0.0.1</address>"), "rtp_cluster.xml:3: <metrics>: <address>: a port is required"},
+      {"bad port", top("<address>127.0.0.1:99999</address>"), "rtp_cluster.xml:3: <metrics>: <address>: port must be 1..65535, got \"99999\""},
+      {"empty", top("<address/>"), "rtp_cluster.xml:3: <metrics>: <address> must not be empty"},
+      {"unknown child", top("<port>1</port>"), "rtp_cluster.xml:3: <metrics>: unknown element <port> in <metrics>"},
+      {"attribute", "<rtp_cluster_config>\n<metrics on=\"1\"><address>127.0.0.1:1</address></metrics>\n</rtp_cluster_config>", "rtp_cluster.xml:2: <metrics>: unexpected attribute \"on\" on <metrics>"},
+      {"duplicate",
+       "<rtp_cluster_config>\n<metrics><address>127.0.0.1:1</address></metrics>\n"
+       "<metrics><address>127.0.0.1:2</address></metrics>\n</rtp_cluster_config>",
+       "rtp_cluster.xml:3: duplicate <metrics> (first at line 2)"},
+  };
+  expectErrors(cases);
+}
+
 }  // namespace
 }  // namespace rtpc
