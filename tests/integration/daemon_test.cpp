@@ -118,18 +118,6 @@ std::string configXml(const std::string& clusters) {
 
 std::string hostPort(const SocketAddress& a) { return a.display(); }
 
-// A free UDP port on 127.0.0.1 (bound and released: good enough on loopback).
-uint16_t freeUdpPort() {
-  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in in{};
-  in.sin_family = AF_INET;
-  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&in), sizeof in);
-  socklen_t len = sizeof in;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&in), &len);
-  close(fd);
-  return ntohs(in.sin_port);
-}
 
 // The daemon in the foreground, in a temp dir of its own.
 class DaemonUnderTest {
@@ -227,15 +215,15 @@ TEST(Daemon, LsScreensShowEveryStateAndTransportExactly) {
   ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
   ASSERT_TRUE(r2.start("udp6:[::1]:0", dir.file("r2.adm")));
   ASSERT_TRUE(r3.start("unix:" + dir.file("r3.sock"), dir.file("r3.adm"), {"-l", "127.0.0.3"}));
-  const uint16_t dead = freeUdpPort();
-  uint16_t dead2 = freeUdpPort();
-  while (dead2 == dead) dead2 = freeUdpPort();
+  const uint16_t dead = freeLoopbackPort(SOCK_DGRAM);
+  uint16_t dead2 = freeLoopbackPort(SOCK_DGRAM);
+  while (dead2 == dead) dead2 = freeLoopbackPort(SOCK_DGRAM);
   const std::string members =
       memberXml("r1", "udp", hostPort(r1.address()), "ACTIVE", "<wan_address>192.0.2.10</wan_address>") +
       memberXml("r2", "udp6", hostPort(r2.address()), "SUSPENDED") + memberXml("r3", "unix", dir.file("r3.sock")) +
       memberXml("r4", "udp", "127.0.0.1:" + std::to_string(dead)) +
       memberXml("r5", "udp", "127.0.0.1:" + std::to_string(dead2), "SUSPENDED");
-  const uint16_t control = freeUdpPort();
+  const uint16_t control = freeLoopbackPort(SOCK_DGRAM);
   DaemonUnderTest d(dir);
   ASSERT_TRUE(d.start(configXml(clusterXml("c1", "udp", "127.0.0.1:" + std::to_string(control), members))));
   ASSERT_TRUE(eventually([&] { return allOnline(d, "c1", 3); }));
@@ -500,8 +488,8 @@ TEST(Daemon, KillingOneClustersWorkerNeitherDisturbsTheOtherNorLosesItsCalls) {
   ASSERT_TRUE(ra1.start("udp:127.0.0.1:0", dir.file("ra1.adm"), {"-l", "127.0.0.1"}));
   ASSERT_TRUE(ra2.start("udp:127.0.0.1:0", dir.file("ra2.adm"), {"-l", "127.0.0.2"}));
   ASSERT_TRUE(rb.start("udp:127.0.0.1:0", dir.file("rb.adm")));
-  const uint16_t port_a = freeUdpPort();
-  const uint16_t port_b = freeUdpPort();
+  const uint16_t port_a = freeLoopbackPort(SOCK_DGRAM);
+  const uint16_t port_b = freeLoopbackPort(SOCK_DGRAM);
   DaemonUnderTest d(dir);
   ASSERT_TRUE(d.start(configXml(
       clusterXml("A", "udp", "127.0.0.1:" + std::to_string(port_a),
@@ -721,17 +709,6 @@ TEST(Daemon, WithoutForegroundItDetachesLogsToTheFileAndReportsStartupErrors) {
 // ---------------------------------------------------------------------------
 // The Prometheus endpoint (docs/metrics.md), scraped with a plain TCP GET.
 
-uint16_t freeTcpPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in in{};
-  in.sin_family = AF_INET;
-  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&in), sizeof in);
-  socklen_t len = sizeof in;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&in), &len);
-  close(fd);
-  return ntohs(in.sin_port);
-}
 
 // The whole HTTP/1.0 response (status line, headers, body); empty on failure.
 std::string httpGet(uint16_t port, const std::string& path) {
@@ -765,8 +742,8 @@ TEST(Daemon, MetricsEndpointIsScrapedDuringTraffic) {
   TempDir dir;
   TestRelay relay;
   ASSERT_TRUE(relay.start("udp:127.0.0.1:0", dir.file("r1.adm")));
-  const uint16_t control = freeUdpPort();
-  const uint16_t metrics = freeTcpPort();
+  const uint16_t control = freeLoopbackPort(SOCK_DGRAM);
+  const uint16_t metrics = freeLoopbackPort(SOCK_STREAM);
   DaemonUnderTest d(dir);
   const std::string clusters =
       clusterXml("m", "udp", "127.0.0.1:" + std::to_string(control), memberXml("r1", "udp", hostPort(relay.address())));
