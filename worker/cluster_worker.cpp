@@ -226,6 +226,7 @@ bool ClusterWorker::init(std::string& error) {
               notify_error;
       return false;
     }
+    notify_socket_ = "tcp:%%CC_SELF%%:" + std::to_string(notify_relay_->boundPort());
   }
 
   keep_attached_calls_ = table_attached;
@@ -851,15 +852,18 @@ void ClusterWorker::formatFor(const Member& m, const RtppCommand& cmd, bool as_l
       // Relay the notification through our inbound listener: the member
       // calls back %%CC_SELF%%, we forward to <prefix><suffix>.
       std::string_view suffix = socket.substr(prefix.size());
-      std::string decoded;
-      decoded.append(suffix);
-      decoded.push_back(' ');
-      if (!urlUnquoteAppend(cmd.notify_tag, decoded)) decoded.append(cmd.notify_tag);
-      scratch_tag_.clear();
-      scratch_tag_.append("tcp:%%CC_SELF%%:");
-      scratch_tag_.append(std::to_string(notify_relay_->boundPort()));
-      size_t socket_len = scratch_tag_.size();
-      urlQuoteAppend(decoded, scratch_tag_);
+      // Member scratch strings: no allocation once they have grown.
+      scratch_notify_.clear();
+      scratch_notify_.append(suffix);
+      scratch_notify_.push_back(' ');
+      const size_t tag_at = scratch_notify_.size();
+      if (!urlUnquoteAppend(cmd.notify_tag, scratch_notify_)) {
+        scratch_notify_.resize(tag_at);  // a bad escape: pass the tag on as it was
+        scratch_notify_.append(cmd.notify_tag);
+      }
+      scratch_tag_.assign(notify_socket_);
+      const size_t socket_len = scratch_tag_.size();
+      urlQuoteAppend(scratch_notify_, scratch_tag_);
       edits.notify_socket = std::string_view(scratch_tag_).substr(0, socket_len);
       edits.notify_tag = std::string_view(scratch_tag_).substr(socket_len);
     } else if (!m.local) {

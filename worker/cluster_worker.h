@@ -170,6 +170,8 @@ class ClusterWorker : public CommandHandler {
   CommandBuffer scratch_command_;
   ReplyBuffer scratch_reply_;
   std::string scratch_tag_;
+  std::string scratch_notify_;  // "<suffix> <decoded tag>" before quoting
+  std::string notify_socket_;   // "tcp:%%CC_SELF%%:<relay port>", set once
   std::mt19937_64 rng_;
   WorkerCounters counters_;
   std::unique_ptr<NotifyRelay> notify_relay_;
