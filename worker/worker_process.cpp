@@ -158,22 +158,18 @@ timeval msToTimeval(uint32_t ms) {
   return timeval{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
 }
 
-// Keeps the calls of the session table a previous worker left, across
-// ClusterWorker::create(): its member setup forgets every member index it
-// fills (right for a member added at run time, wrong for a restarted worker
-// whose members are the same ones). Until ClusterWorker tells the two apart
-// itself, the table is copied before and put back after, and only the
-// indexes that now hold a different member (or none) are forgotten, by name
-// as the previous worker published them. The copy is made only when the
-// table holds calls; it costs one table's size for a moment per restart.
+// Reconciles the session table a previous worker left with the new worker's
+// members. ClusterWorker keeps the calls of an attached table for its initial
+// members; this forgets the calls of the indexes that now hold a different
+// member (or none), by name as the previous worker published them, so that a
+// config change between two workers can never misroute a call.
 class TableKeeper {
  public:
   void save(const ShmSegment& segment, uint32_t slot, void* memory, size_t bytes) {
     if (memory == nullptr) return;
     const SessionTable* table = SessionTable::attach(memory, bytes);
     if (table == nullptr || table->size() == 0) return;
-    copy_.reset(new unsigned char[bytes]);
-    std::memcpy(copy_.get(), memory, bytes);
+    saved_ = true;
     for (uint32_t i = 0; i < kMaxMembersPerCluster; ++i) {
       const MemberRecord* record = segment.member(slot, i);
       if (record == nullptr) continue;
@@ -186,9 +182,7 @@ class TableKeeper {
   }
 
   void restore(const ClusterWorker& worker, void* memory, size_t bytes) {
-    if (!copy_) return;
-    std::memcpy(memory, copy_.get(), bytes);
-    copy_.reset();
+    if (!saved_) return;
     SessionTable* table = SessionTable::attach(memory, bytes);
     if (table == nullptr) return;
     std::array<std::string, kMaxMembersPerCluster> now;
@@ -210,7 +204,7 @@ class TableKeeper {
   }
 
  private:
-  std::unique_ptr<unsigned char[]> copy_;
+  bool saved_ = false;  // the table held calls of a previous worker
   std::array<std::string, kMaxMembersPerCluster> previous_;
 };
 
