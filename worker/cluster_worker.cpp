@@ -857,8 +857,10 @@ void ClusterWorker::formatFor(const Member& m, const RtppCommand& cmd, bool as_l
       scratch_notify_.append(suffix);
       scratch_notify_.push_back(' ');
       const size_t tag_at = scratch_notify_.size();
+      // The parser already refused a tag with a bad escape (E10, as
+      // rtpproxy); should one get here, it is passed on as written.
       if (!urlUnquoteAppend(cmd.notify_tag, scratch_notify_)) {
-        scratch_notify_.resize(tag_at);  // a bad escape: pass the tag on as it was
+        scratch_notify_.resize(tag_at);
         scratch_notify_.append(cmd.notify_tag);
       }
       scratch_tag_.assign(notify_socket_);

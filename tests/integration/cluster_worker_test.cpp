@@ -730,29 +730,33 @@ TEST(ClusterWorkerNotify, SessionTimeoutReachesTheSignallingSocketThroughTheClus
   ASSERT_EQ(bind(sink, reinterpret_cast<sockaddr*>(&un), sizeof un), 0);
   ASSERT_EQ(listen(sink, 4), 0);
 
-  const std::string reply =
-      c.h.command("U ncall 192.0.2.1 4000 ft;1 unix:" + sink_path + " hello%20world");
-  ASSERT_EQ(servedBy(reply), 0) << reply;
-  EXPECT_EQ(c.relays[0]->admin("notify ncall"), "OK sessions=1 notifications=1\n");
-  std::string got;
-  c.h.runUntil([&] {
-    if (waitReadable(sink, 0)) {
-      const int conn = accept(sink, nullptr, nullptr);
-      if (conn >= 0) {
-        while (got.find('\n') == std::string::npos && waitReadable(conn, 2000)) {
-          char buf[256];
-          const ssize_t n = read(conn, buf, sizeof buf);
-          if (n <= 0) break;
-          got.append(buf, static_cast<size_t>(n));
-        }
-        close(conn);
+  // One notification through the cluster: what the signalling's socket gets.
+  int conn = -1;
+  auto notifyOnce = [&](const std::string& call, const std::string& tag) {
+    const std::string reply = c.h.command("U " + call + " 192.0.2.1 4000 ft;1 unix:" + sink_path + " " + tag);
+    EXPECT_EQ(servedBy(reply), 0) << reply;
+    EXPECT_EQ(c.relays[0]->admin("notify " + call), "OK sessions=1 notifications=1\n");
+    std::string got;
+    c.h.runUntil([&] {
+      if (conn < 0 && waitReadable(sink, 0)) conn = accept(sink, nullptr, nullptr);
+      if (conn >= 0 && waitReadable(conn, 0)) {
+        char buf[256];
+        const ssize_t n = read(conn, buf, sizeof buf);
+        if (n > 0) got.append(buf, static_cast<size_t>(n));
       }
-    }
-    return !got.empty();
-  });
+      return got.find('\n') != std::string::npos;
+    });
+    return got;
+  };
+  EXPECT_EQ(notifyOnce("ncall", "hello%20world"), "hello world\n");
+  if (conn >= 0) close(conn);
   close(sink);
-  EXPECT_EQ(got, "hello world\n");
   EXPECT_EQ(c.h.worker().notifyRelay()->counters().delivered, 1u);
+  // A tag with a bad %-escape is refused as rtpproxy refuses it, before any
+  // member sees it.
+  const uint64_t u_before = c.relays[0]->stat("cmd_U");
+  EXPECT_EQ(c.h.command("U ncall2 192.0.2.1 4000 ft;1 unix:" + sink_path + " 50%zz"), "E10");
+  EXPECT_EQ(c.relays[0]->stat("cmd_U"), u_before);
 }
 
 
