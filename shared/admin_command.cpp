@@ -12,7 +12,7 @@ namespace rtpc {
 namespace {
 
 constexpr std::string_view kAddUsage =
-    "modify CLUSTER_NAME add name=NAME,protocol=udp|udp6|unix,address=ADDRESS,capacity=N,weight=N"
+    "modify CLUSTER_NAME add name=NAME,protocol=udp|udp6|unix|cunix|tcp|tcp6,address=ADDRESS,capacity=N,weight=N"
     "[,status=ACTIVE|SUSPENDED][,wan_address=IP][,lan_address=IP][,cmd_out_address=IP]";
 constexpr std::string_view kMemberUsage = "modify CLUSTER_NAME delete|remove|pause|suspend|resume RTPPROXY_NAME";
 

@@ -94,7 +94,7 @@ TEST(AdminCommandTest, AnswersTheReferenceErrorStringsExactly) {
 
 TEST(AdminCommandTest, MalformedKnownCommandsGetOneErrorLineWithTheirUsage) {
   const std::string add_usage =
-      "modify CLUSTER_NAME add name=NAME,protocol=udp|udp6|unix,address=ADDRESS,capacity=N,weight=N"
+      "modify CLUSTER_NAME add name=NAME,protocol=udp|udp6|unix|cunix|tcp|tcp6,address=ADDRESS,capacity=N,weight=N"
       "[,status=ACTIVE|SUSPENDED][,wan_address=IP][,lan_address=IP][,cmd_out_address=IP]";
   const std::string member_usage = "modify CLUSTER_NAME delete|remove|pause|suspend|resume RTPPROXY_NAME";
   struct Case {
@@ -263,7 +263,7 @@ TEST(AdminCommandTest, HelpIsGeneratedFromTheTableLikeTheReference) {
             "Supported commands:\n"
             "\tls [CLUSTER_NAME] [json]\n"
             "\tworkers [json]\n"
-            "\tmodify CLUSTER_NAME add name=NAME,protocol=udp|udp6|unix,address=ADDRESS,capacity=N,weight=N"
+            "\tmodify CLUSTER_NAME add name=NAME,protocol=udp|udp6|unix|cunix|tcp|tcp6,address=ADDRESS,capacity=N,weight=N"
             "[,status=ACTIVE|SUSPENDED][,wan_address=IP][,lan_address=IP][,cmd_out_address=IP]\n"
             "\tmodify CLUSTER_NAME delete|remove|pause|suspend|resume RTPPROXY_NAME\n"
             "\treload\n"
