@@ -151,6 +151,39 @@ std::string renderPrometheus(const StatusSnapshot& s) {
       sampleEnd(out, value);
     }
   }
+  family(std::back_inserter(out), "rtp_cluster_answers_total", "counter",
+         "Answers sent to the signalling, by command (\"unparsed\": not a valid command) and result "
+         "(\"error\": an E<n> answer).");
+  for (const ClusterSnapshot& c : s.clusters) {
+    for (size_t row = 0; row < kTallyRows; ++row) {
+      for (size_t res = 0; res < kCommandResultCount; ++res) {
+        out += "rtp_cluster_answers_total";
+        clusterLabels(out, c);
+        fmt::format_to(std::back_inserter(out), ",command=\"{}\",result=\"{}\"", tallyRowName(row),
+                       commandResultName(static_cast<CommandResult>(res)));
+        sampleEnd(out, c.tally.by_type[row][res]);
+      }
+    }
+  }
+  // The cluster's own codes always (alerts want a series that exists at 0);
+  // rtpproxy's codes once they were sent.
+  family(std::back_inserter(out), "rtp_cluster_error_answers_total", "counter",
+         "Error answers sent to the signalling, by code (the cluster's own E993..E999, or a member's).");
+  for (const ClusterSnapshot& c : s.clusters) {
+    for (size_t slot = 0; slot < kErrorSlots; ++slot) {
+      const uint64_t n = c.tally.by_error[slot];
+      const int code = errorCodeOfSlot(slot);
+      if (n == 0 && code < kFirstClusterErrorCode) continue;
+      out += "rtp_cluster_error_answers_total";
+      clusterLabels(out, c);
+      if (code < 0) {
+        out += ",code=\"other\"";
+      } else {
+        fmt::format_to(std::back_inserter(out), ",code=\"E{}\"", code);
+      }
+      sampleEnd(out, n);
+    }
+  }
   clusterFamily(out, s, "rtp_cluster_failovers_total", "counter",
                 "New sessions retried on another member after one failed.",
                 [](const ClusterSnapshot& c) { return c.failovers; });
@@ -189,6 +222,31 @@ std::string renderPrometheus(const StatusSnapshot& s) {
                [](const MemberSnapshot& m) { return some(m.utilisation); });
   memberFamily(out, s, "rtp_cluster_member_rtt_seconds", "gauge", "Average command round-trip time.",
                [](const MemberSnapshot& m) { return some(m.rtt_seconds); });
+  family(std::back_inserter(out), "rtp_cluster_member_command_rtt_seconds", "histogram",
+         "Round-trip time of commands answered without a retransmission (heartbeats included).");
+  for (const ClusterSnapshot& c : s.clusters) {
+    for (const MemberSnapshot& m : c.members) {
+      const RttHistogram& h = m.rtt_histogram;
+      uint64_t cumulative = 0;
+      for (size_t i = 0; i < RttHistogram::kBuckets; ++i) {
+        cumulative += h.counts[i];
+        out += "rtp_cluster_member_command_rtt_seconds_bucket";
+        memberLabels(out, c, m);
+        if (i < RttHistogram::kBoundsUs.size()) {
+          fmt::format_to(std::back_inserter(out), ",le=\"{}\"", RttHistogram::kBoundsUs[i] / 1e6);
+        } else {
+          out += ",le=\"+Inf\"";
+        }
+        sampleEnd(out, cumulative);
+      }
+      out += "rtp_cluster_member_command_rtt_seconds_sum";
+      memberLabels(out, c, m);
+      sampleEnd(out, static_cast<double>(h.sum_us) / 1e6);
+      out += "rtp_cluster_member_command_rtt_seconds_count";
+      memberLabels(out, c, m);
+      sampleEnd(out, cumulative);
+    }
+  }
   memberFamily(out, s, "rtp_cluster_member_commands_total", "counter", "Commands sent to the member.",
                [](const MemberSnapshot& m) { return some(m.commands); });
   memberFamily(out, s, "rtp_cluster_member_timeouts_total", "counter",

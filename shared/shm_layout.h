@@ -48,13 +48,17 @@
 #include <type_traits>
 
 #include "shared/address.h"
+#include "shared/command_tally.h"
 #include "shared/config.h"
+#include "shared/rtt_histogram.h"
 #include "shared/session_table.h"
 
 namespace rtpc {
 
 inline constexpr uint64_t kShmMagic = 0x314d485343505452ull;  // "RTPCSHM1" little-endian
-inline constexpr uint32_t kShmLayoutVersion = 1;
+// 2: answers by command type/result and by error code (ClusterRecord), rtt
+//    histogram (MemberRecord).
+inline constexpr uint32_t kShmLayoutVersion = 2;
 
 inline constexpr size_t kShmPageBytes = 4096;
 inline constexpr uint32_t kDefaultClusterSlots = 64;
@@ -167,9 +171,12 @@ struct alignas(64) MemberRecord {
   char wan_address[kShmHostBytes];         // empty = not set
   char lan_address[kShmHostBytes];
   char cmd_out_address[kShmHostBytes];
+  // Round-trip times (RttHistogram): per-bucket counts, not cumulative.
+  std::atomic<uint64_t> rtt_buckets[RttHistogram::kBuckets];
+  std::atomic<uint64_t> rtt_sum_us;
 };
 static_assert(std::is_standard_layout_v<MemberRecord>);
-static_assert(sizeof(MemberRecord) == 1216, "layout change: bump kShmLayoutVersion");
+static_assert(sizeof(MemberRecord) == 1344, "layout change: bump kShmLayoutVersion");
 static_assert(offsetof(MemberRecord, name) == 88);
 
 // One cluster slot. The slot part belongs to the supervisor, the counters part
@@ -205,14 +212,17 @@ struct alignas(64) ClusterRecord {
   std::atomic<uint64_t> tracked_calls;     // live calls in the session table
   std::atomic<uint64_t> deleted_calls;     // recently deleted, still routable
   std::atomic<uint64_t> published_unix_ms; // when the worker last published
+  // Answers sent (CommandTally): [row][CommandResult], then by error slot.
+  std::atomic<uint64_t> answers_by_type[kTallyRows][kCommandResultCount];
+  std::atomic<uint64_t> answers_by_error[kErrorSlots];
 
   // --- members (each its own seqlock; worker) ---
   MemberRecord members[kMaxMembersPerCluster];
 };
 static_assert(std::is_standard_layout_v<ClusterRecord>);
 static_assert(offsetof(ClusterRecord, counters_seq) == 448);
-static_assert(offsetof(ClusterRecord, members) == 576);
-static_assert(sizeof(ClusterRecord) == 576 + kMaxMembersPerCluster * sizeof(MemberRecord),
+static_assert(offsetof(ClusterRecord, members) == 1664);
+static_assert(sizeof(ClusterRecord) == 1664 + kMaxMembersPerCluster * sizeof(MemberRecord),
               "layout change: bump kShmLayoutVersion");
 
 inline constexpr uint64_t shmRoundUp(uint64_t value, uint64_t to) { return (value + to - 1) / to * to; }

@@ -503,6 +503,8 @@ void publishMember(MemberRecord& r, const MemberConfig& config, const MemberLive
   storeText(r.wan_address, sizeof r.wan_address, config.wan_address);
   storeText(r.lan_address, sizeof r.lan_address, config.lan_address);
   storeText(r.cmd_out_address, sizeof r.cmd_out_address, config.cmd_out_address);
+  for (size_t i = 0; i < RttHistogram::kBuckets; ++i) r.rtt_buckets[i].store(live.rtt_histogram.counts[i], kRelaxed);
+  r.rtt_sum_us.store(live.rtt_histogram.sum_us, kRelaxed);
   r.seq.writeEnd();
 }
 
@@ -527,6 +529,12 @@ void publishCounters(ClusterRecord& r, const ClusterCounters& c, uint64_t now_un
   r.tracked_calls.store(c.tracked_calls, kRelaxed);
   r.deleted_calls.store(c.deleted_calls, kRelaxed);
   r.published_unix_ms.store(now_unix_ms, kRelaxed);
+  for (size_t row = 0; row < kTallyRows; ++row) {
+    for (size_t res = 0; res < kCommandResultCount; ++res) {
+      r.answers_by_type[row][res].store(c.tally.by_type[row][res], kRelaxed);
+    }
+  }
+  for (size_t i = 0; i < kErrorSlots; ++i) r.answers_by_error[i].store(c.tally.by_error[i], kRelaxed);
   r.counters_seq.writeEnd();
 }
 
@@ -575,6 +583,8 @@ bool readMember(const MemberRecord& r, MemberSnapshot& out, bool& in_use, bool p
     loadText(r.wan_address, sizeof r.wan_address, out.wan_address);
     loadText(r.lan_address, sizeof r.lan_address, out.lan_address);
     loadText(r.cmd_out_address, sizeof r.cmd_out_address, out.cmd_out_address);
+    for (size_t i = 0; i < RttHistogram::kBuckets; ++i) out.rtt_histogram.counts[i] = r.rtt_buckets[i].load(kRelaxed);
+    out.rtt_histogram.sum_us = r.rtt_sum_us.load(kRelaxed);
   });
   // Parsed outside the retry loop: only the stable copy is worth the work.
   if (in_use) out.address = addressFromUri(uri);
@@ -614,6 +624,12 @@ bool readCounters(const ClusterRecord& r, ClusterSnapshot& out, bool patient) {
     tracked = r.tracked_calls.load(kRelaxed);
     out.deleted_calls = r.deleted_calls.load(kRelaxed);
     out.published_unix_ms = r.published_unix_ms.load(kRelaxed);
+    for (size_t row = 0; row < kTallyRows; ++row) {
+      for (size_t res = 0; res < kCommandResultCount; ++res) {
+        out.tally.by_type[row][res] = r.answers_by_type[row][res].load(kRelaxed);
+      }
+    }
+    for (size_t i = 0; i < kErrorSlots; ++i) out.tally.by_error[i] = r.answers_by_error[i].load(kRelaxed);
   });
   out.tracked_calls = static_cast<uint32_t>(std::min<uint64_t>(tracked, UINT32_MAX));
   return ok;

@@ -165,6 +165,7 @@ struct MemberLiveStatus {
   uint64_t timeouts = 0;
   uint64_t failovers = 0;
   uint64_t deferred_deletes = 0;
+  RttHistogram rtt_histogram;
 };
 
 // The worker's counters (worker/cluster_worker.h WorkerCounters) plus the
@@ -181,6 +182,7 @@ struct ClusterCounters {
   uint64_t late_offers = 0;
   uint64_t tracked_calls = 0;
   uint64_t deleted_calls = 0;
+  CommandTally tally;
 };
 
 // Worker side. Text longer than its field is cut (names are limited to

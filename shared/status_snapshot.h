@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "shared/address.h"
+#include "shared/command_tally.h"
 #include "shared/config.h"
+#include "shared/rtt_histogram.h"
 
 namespace rtpc {
 
@@ -39,6 +41,7 @@ struct MemberSnapshot {
   // Added for the shared-memory records (shm_segment.h):
   uint8_t health = 0;             // the worker's HealthState value (worker/member_health.h)
   uint64_t deferred_deletes = 0;  // D queued while it was offline
+  RttHistogram rtt_histogram;     // command round trips (metrics only)
 };
 
 struct ClusterSnapshot {
@@ -64,6 +67,7 @@ struct ClusterSnapshot {
   uint64_t deleted_calls = 0;        // recently deleted calls, still routable
   uint64_t published_unix_ms = 0;    // worker's last publication; 0 = never
   bool consistent = true;            // false: a record was mid-write (writer killed)
+  CommandTally tally;                // answers by command type/result and error code (metrics only)
   std::vector<MemberSnapshot> members;  // in slot order
 };
 

@@ -493,6 +493,7 @@ std::vector<MemberStatus> ClusterWorker::members() const {
     s.timeouts = m->timeouts;
     s.failovers = m->failovers;
     s.deferred_deletes = m->deferred_total;
+    s.rtt_histogram = m->link->counters().rtt;
     out.push_back(std::move(s));
   }
   std::sort(out.begin(), out.end(),
@@ -625,6 +626,7 @@ ClusterWorker::Job* ClusterWorker::jobFor(uint64_t token) {
 }
 
 void ClusterWorker::answerRequest(ControlRequest* request, std::string_view body) {
+  counters_.tally.count(request->parse.ok ? static_cast<size_t>(request->command.type) : kTallyUnparsedRow, body);
   request->listener->reply(request, body);
 }
 

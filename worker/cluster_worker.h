@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shared/command_tally.h"
 #include "shared/config.h"
 #include "shared/rtpp_command.h"
 #include "shared/rtpp_reply.h"
@@ -55,6 +56,7 @@ struct MemberStatus {
   uint64_t timeouts = 0;
   uint64_t failovers = 0;       // new sessions moved away from it
   uint64_t deferred_deletes = 0;// D queued while it was offline
+  RttHistogram rtt_histogram;   // every command's round trip (Karn samples)
 };
 
 struct WorkerCounters {
@@ -67,6 +69,7 @@ struct WorkerCounters {
   uint64_t parse_errors = 0;
   uint64_t cluster_errors = 0;  // E993..E999 sent
   uint64_t late_offers = 0;     // U with an unknown to-tag turned into a create
+  CommandTally tally;           // every answer sent, by command type/result and error code
 };
 
 class ClusterWorker : public CommandHandler {

@@ -176,6 +176,7 @@ class LinkBase : public MemberLink {
   // since a reply to a retransmitted one cannot be matched to its send.
   void addRttSample(Clock::duration sample) {
     const auto us = std::max(duration_cast<microseconds>(sample), microseconds(1));
+    counters_.rtt.observe(static_cast<uint64_t>(us.count()));
     if (srtt_ == microseconds::zero()) {
       srtt_ = us;
     } else {

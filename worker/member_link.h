@@ -25,6 +25,7 @@
 #include <string_view>
 
 #include "shared/address.h"
+#include "shared/rtt_histogram.h"
 
 namespace rtpc {
 
@@ -62,6 +63,7 @@ struct MemberLinkCounters {
   uint64_t malformed = 0;  // replies that matched no command or were not text
   uint64_t late = 0;       // udp: replies to a command no longer pending (timed out,
                            // cancelled, or answered already by an earlier copy)
+  RttHistogram rtt;        // round trips of commands answered without a retransmission
 };
 
 class MemberLink {

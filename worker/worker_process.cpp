@@ -437,6 +437,7 @@ void WorkerProcess::publish() {
     live.timeouts = s.timeouts;
     live.failovers = s.failovers;
     live.deferred_deletes = s.deferred_deletes;
+    live.rtt_histogram = s.rtt_histogram;
     publishMember(*record, s.config, live);
     now.set(s.index);
   }
@@ -460,6 +461,7 @@ void WorkerProcess::publish() {
   c.parse_errors = w.parse_errors;
   c.cluster_errors = w.cluster_errors;
   c.late_offers = w.late_offers;
+  c.tally = w.tally;
   c.tracked_calls = worker_->sessions().liveCount();
   c.deleted_calls = worker_->sessions().deletedCount();
   if (ClusterRecord* record = segment.cluster(options_.slot)) publishCounters(*record, c, unixMs());

@@ -787,6 +787,29 @@ TEST(Daemon, MetricsEndpointIsScrapedDuringTraffic) {
   EXPECT_EQ(sample(last, "rtp_cluster_tracked_calls{cluster=\"m\"}"), kCalls - kDeleted);
   EXPECT_EQ(sample(last, "rtp_cluster_member_admin_status{cluster=\"m\",member=\"r1\",status=\"ACTIVE\"}"), 1);
   EXPECT_EQ(sample(last, "rtp_cluster_worker_restarts_total{cluster=\"m\"}"), 0);
+  EXPECT_EQ(sample(last, "rtp_cluster_answers_total{cluster=\"m\",command=\"U\",result=\"ok\"}"), kCalls);
+  EXPECT_EQ(sample(last, "rtp_cluster_answers_total{cluster=\"m\",command=\"D\",result=\"ok\"}"), kDeleted);
+  EXPECT_EQ(sample(last, "rtp_cluster_answers_total{cluster=\"m\",command=\"U\",result=\"error\"}"), 0);
+  EXPECT_EQ(sample(last, "rtp_cluster_error_answers_total{cluster=\"m\",code=\"E999\"}"), 0);
+  // Every forwarded command and heartbeat gives a round-trip sample.
+  const std::string rtt = "rtp_cluster_member_command_rtt_seconds";
+  const std::string r1 = "{cluster=\"m\",member=\"r1\"";
+  EXPECT_GE(sample(last, rtt + "_count" + r1 + "}"), kCalls + kDeleted);
+  EXPECT_EQ(sample(last, rtt + "_bucket" + r1 + ",le=\"+Inf\"}"), sample(last, rtt + "_count" + r1 + "}"));
+  EXPECT_GT(sample(last, rtt + "_sum" + r1 + "}"), 0);
+
+  // Errors by code: one the parser answers, one the cluster answers.
+  {
+    ControlClient c(SocketAddress{Transport::kUdp, "127.0.0.1", control, ""});
+    EXPECT_EQ(c.command("K"), "E0");
+    EXPECT_EQ(c.command("Ux mcall0 192.0.2.1 4000 ft0"), "E35");
+  }
+  EXPECT_TRUE(eventually([&] {
+    last = httpGet(metrics, "/metrics");
+    return sample(last, "rtp_cluster_error_answers_total{cluster=\"m\",code=\"E0\"}") == 1;
+  })) << last;
+  EXPECT_EQ(sample(last, "rtp_cluster_answers_total{cluster=\"m\",command=\"unparsed\",result=\"error\"}"), 2);
+  EXPECT_EQ(sample(last, "rtp_cluster_error_answers_total{cluster=\"m\",code=\"E35\"}"), 1);
 
   EXPECT_EQ(httpGet(metrics, "/").rfind("HTTP/1.0 404", 0), 0U);
   EXPECT_EQ(httpGet(metrics, "/metricsx").rfind("HTTP/1.0 404", 0), 0U);

@@ -45,6 +45,13 @@ StatusSnapshot small() {
   c.parse_errors = 6;
   c.failovers = 7;
   c.tracked_calls = 3;
+  c.tally.count(static_cast<size_t>(CommandType::kUpdate), "1234 127.0.0.1");
+  c.tally.count(static_cast<size_t>(CommandType::kUpdate), "40000 127.0.0.1 && 0");
+  c.tally.count(static_cast<size_t>(CommandType::kUpdate), "E72");
+  c.tally.count(static_cast<size_t>(CommandType::kLookup), "0");
+  c.tally.count(kTallyUnparsedRow, "E1");
+  c.tally.count(static_cast<size_t>(CommandType::kDelete), "E999");
+  c.tally.count(static_cast<size_t>(CommandType::kDelete), "E1234567");
   MemberSnapshot m;
   m.name = "r1";
   m.online = true;
@@ -58,6 +65,10 @@ StatusSnapshot small() {
   m.commands = 9;
   m.timeouts = 1;
   m.failovers = 2;
+  m.rtt_histogram.observe(30);
+  m.rtt_histogram.observe(30);
+  m.rtt_histogram.observe(2000);     // <= 2.5 ms
+  m.rtt_histogram.observe(2000000);  // over every bound: +Inf only
   c.members.push_back(m);
   MemberSnapshot unknown;
   unknown.name = "r2";
@@ -122,15 +133,71 @@ TEST(MetricsRenderTest, EveryFamilyIsDeclaredOnceAndItsSamplesFollowIt) {
       std::istringstream in(line.substr(7));
       std::string type;
       in >> current >> type;
-      EXPECT_TRUE(type == "gauge" || type == "counter") << line;
+      EXPECT_TRUE(type == "gauge" || type == "counter" || type == "histogram") << line;
       EXPECT_TRUE(declared.insert(current).second) << "declared twice: " << current;
       EXPECT_EQ(current.rfind("rtp_cluster_", 0), 0U) << current;
       continue;
     }
-    EXPECT_EQ(line.substr(0, line.find('{')), current) << line;
+    std::string family = line.substr(0, line.find('{'));
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      const std::string sfx = suffix;
+      if (family.size() > sfx.size() && family.compare(family.size() - sfx.size(), sfx.size(), sfx) == 0 &&
+          family.substr(0, family.size() - sfx.size()) == current) {
+        family = current;
+      }
+    }
+    EXPECT_EQ(family, current) << line;
     ++samples;
   }
   EXPECT_GT(samples, 40U);
+}
+
+TEST(MetricsRenderTest, AnswersAreCountedByCommandAndResult) {
+  const std::string text = renderPrometheus(small());
+  for (const char* line : {
+           "rtp_cluster_answers_total{cluster=\"c1\",command=\"U\",result=\"ok\"} 2",
+           "rtp_cluster_answers_total{cluster=\"c1\",command=\"U\",result=\"error\"} 1",
+           "rtp_cluster_answers_total{cluster=\"c1\",command=\"L\",result=\"ok\"} 1",
+           "rtp_cluster_answers_total{cluster=\"c1\",command=\"unparsed\",result=\"error\"} 1",
+           "rtp_cluster_answers_total{cluster=\"c1\",command=\"VF\",result=\"ok\"} 0",
+           "rtp_cluster_answers_total{cluster=\"c1\",command=\"D\",result=\"error\"} 2",
+       }) {
+    EXPECT_TRUE(hasLine(text, line)) << line << "\n" << text;
+  }
+}
+
+TEST(MetricsRenderTest, ErrorAnswersByCodeShowSentCodesAndAlwaysTheClusterOnes) {
+  const std::string text = renderPrometheus(small());
+  for (const char* line : {
+           "rtp_cluster_error_answers_total{cluster=\"c1\",code=\"E72\"} 1",
+           "rtp_cluster_error_answers_total{cluster=\"c1\",code=\"E1\"} 1",
+           "rtp_cluster_error_answers_total{cluster=\"c1\",code=\"E999\"} 1",
+           "rtp_cluster_error_answers_total{cluster=\"c1\",code=\"E993\"} 0",
+           "rtp_cluster_error_answers_total{cluster=\"c1\",code=\"E998\"} 0",
+           "rtp_cluster_error_answers_total{cluster=\"c1\",code=\"other\"} 1",
+       }) {
+    EXPECT_TRUE(hasLine(text, line)) << line << "\n" << text;
+  }
+  // A relay code never sent has no series.
+  EXPECT_EQ(text.find("code=\"E50\""), std::string::npos);
+}
+
+TEST(MetricsRenderTest, RttHistogramBucketsAreCumulativeWithSumAndCount) {
+  const std::string text = renderPrometheus(small());
+  const std::string l = "{cluster=\"c1\",member=\"r1\"";
+  for (const std::string& line : {
+           "rtp_cluster_member_command_rtt_seconds_bucket" + l + ",le=\"0.0001\"} 2",
+           "rtp_cluster_member_command_rtt_seconds_bucket" + l + ",le=\"0.001\"} 2",
+           "rtp_cluster_member_command_rtt_seconds_bucket" + l + ",le=\"0.0025\"} 3",
+           "rtp_cluster_member_command_rtt_seconds_bucket" + l + ",le=\"1\"} 3",
+           "rtp_cluster_member_command_rtt_seconds_bucket" + l + ",le=\"+Inf\"} 4",
+           "rtp_cluster_member_command_rtt_seconds_sum" + l + "} 2.00206",
+           "rtp_cluster_member_command_rtt_seconds_count" + l + "} 4",
+           // A member without samples still has its (empty) histogram.
+           std::string("rtp_cluster_member_command_rtt_seconds_count{cluster=\"c1\",member=\"r2\"} 0"),
+       }) {
+    EXPECT_TRUE(hasLine(text, line)) << line;
+  }
 }
 
 TEST(MetricsRenderTest, EmptySnapshotHasOnlyDeclarations) {

@@ -112,10 +112,11 @@ struct CorruptionCase {
 };
 
 TEST(ShmSegment, OpenRefusesACorruptHeaderWithAMessage) {
+  const std::string newer_version = "layout version " + std::to_string(kShmLayoutVersion + 1);
   const CorruptionCase cases[] = {
       {"magic", offsetof(ShmHeader, magic), 0x1122334455667788ull, 8, "bad magic"},
       {"zero magic (creator died)", offsetof(ShmHeader, magic), 0, 8, "bad magic"},
-      {"version", offsetof(ShmHeader, layout_version), kShmLayoutVersion + 1, 4, "layout version 2"},
+      {"version", offsetof(ShmHeader, layout_version), kShmLayoutVersion + 1, 4, newer_version.c_str()},
       {"member record size", offsetof(ShmHeader, member_record_bytes), 1000, 4, "record sizes"},
       {"cluster record size", offsetof(ShmHeader, cluster_record_bytes), 1000, 4, "record sizes"},
       {"total size", offsetof(ShmHeader, total_bytes), 1u << 20, 8, "header says 1048576"},
@@ -412,6 +413,9 @@ TEST(ShmSnapshot, RoundTripsEveryFieldClustersInConfigOrderMembersInSlotOrder) {
   live0.timeouts = 3;
   live0.failovers = 2;
   live0.deferred_deletes = 1;
+  live0.rtt_histogram.observe(30);
+  live0.rtt_histogram.observe(30);
+  live0.rtt_histogram.observe(2000000);  // the +Inf bucket
   MemberConfig m5 = memberConfig("RTPPROXY3", addr(Transport::kUdp6, "[::1]:32323"));
   m5.weight = 0;
   MemberLiveStatus live5;
@@ -422,7 +426,11 @@ TEST(ShmSnapshot, RoundTripsEveryFieldClustersInConfigOrderMembersInSlotOrder) {
   publishMember(c.members[5], m5, live5);
   publishMember(c.members[3], memberConfig("removed", addr(Transport::kUdp, "127.0.0.1:1")), {});
   clearMember(c.members[3]);
-  ClusterCounters counters{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+  ClusterCounters counters{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, {}};
+  counters.tally.count(static_cast<size_t>(CommandType::kUpdate), "1234 127.0.0.1");
+  counters.tally.count(static_cast<size_t>(CommandType::kUpdate), "E72");
+  counters.tally.count(kTallyUnparsedRow, "E5");
+  counters.tally.count(static_cast<size_t>(CommandType::kDelete), "E999");
   publishCounters(c, counters, 1700000000999);
 
   std::string open_error;
@@ -451,6 +459,9 @@ TEST(ShmSnapshot, RoundTripsEveryFieldClustersInConfigOrderMembersInSlotOrder) {
   EXPECT_EQ(a.tracked_calls, 10u);
   EXPECT_EQ(a.deleted_calls, 11u);
   EXPECT_EQ(a.published_unix_ms, 1700000000999u);
+  EXPECT_EQ(a.tally.by_type, counters.tally.by_type);
+  EXPECT_EQ(a.tally.by_error, counters.tally.by_error);
+  EXPECT_EQ(a.tally.by_error[errorCodeSlot(999)], 1u);
   EXPECT_TRUE(a.consistent);
   ASSERT_EQ(a.members.size(), 2u);
 
@@ -476,6 +487,8 @@ TEST(ShmSnapshot, RoundTripsEveryFieldClustersInConfigOrderMembersInSlotOrder) {
   EXPECT_EQ(p.timeouts, 3u);
   EXPECT_EQ(p.failovers, 2u);
   EXPECT_EQ(p.deferred_deletes, 1u);
+  EXPECT_EQ(p.rtt_histogram.counts, live0.rtt_histogram.counts);
+  EXPECT_EQ(p.rtt_histogram.sum_us, 2000060u);
 
   const MemberSnapshot& q = a.members[1];
   EXPECT_EQ(q.index, 5);
@@ -583,7 +596,7 @@ TEST(ShmSnapshot, IsConsistentPerRecordUnderAWriterInAnotherProcess) {
       MemberConfig& config = configs[k % kHammerTexts];
       config.weight = config.capacity = static_cast<uint32_t>(k);
       for (int m = 0; m < 4; ++m) publishMember(c.members[m], config, hammerLive(k));
-      publishCounters(c, ClusterCounters{k, k, k, k, k, k, k, k, k, k, k}, k);
+      publishCounters(c, ClusterCounters{k, k, k, k, k, k, k, k, k, k, k, {}}, k);
     }
     ::_exit(0);
   }
