@@ -5,7 +5,7 @@
 #include <utility>
 #include <vector>
 
-#include "shared/address.h"
+#include "shared/member_fields.h"
 #include "shared/quote.h"
 
 namespace rtpc {
@@ -84,44 +84,12 @@ std::vector<std::string_view> splitWords(std::string_view line) {
   return words;
 }
 
-// The checks the config loader makes on the same fields, so that a member
-// added at run time could equally have been configured.
-bool parseBoundedUnsigned(std::string_view text, uint32_t min, uint32_t max, uint32_t& value) {
-  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
-  if (text.empty()) return false;
-  uint64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-    if (v > max) return false;
-  }
-  if (v < min) return false;
-  value = static_cast<uint32_t>(v);
-  return true;
-}
-
-bool isHostLiteral(const std::string& value) {
-  // Brackets make an IPv6 literal unambiguous (no port split).
-  const bool v6 = value.find(':') != std::string::npos;
-  const AddressResult r =
-      v6 ? parseAddress(Transport::kUdp6, "[" + value + "]") : parseAddress(Transport::kUdp, value);
-  return r.address && r.address->host == value;
-}
-
-struct AddField {
-  std::string_view key;
-  bool required;
-};
-constexpr AddField kAddFields[] = {
-    {"name", true},        {"protocol", true},    {"address", true},     {"capacity", true},
-    {"weight", true},      {"status", false},     {"wan_address", false}, {"lan_address", false},
-    {"cmd_out_address", false},
-};
-constexpr size_t kAddFieldCount = sizeof(kAddFields) / sizeof(kAddFields[0]);
-
+// The member's fields are checked by the config loader's rules
+// (member_fields.h): a member added at run time could equally have been
+// configured.
 AdminParseResult parseAddFields(std::string_view list, AdminCommand command) {
   constexpr std::string_view kWhat = "modify add";
-  std::array<std::optional<std::string_view>, kAddFieldCount> values{};
+  std::array<std::optional<std::string_view>, kMemberFields.size()> values{};
   size_t pos = 0;
   while (true) {
     const size_t comma = list.find(',', pos);
@@ -132,78 +100,29 @@ AdminParseResult parseAddFields(std::string_view list, AdminCommand command) {
       return malformed(kWhat, "field " + quoteForMessage(field) + " is not key=value", kAddUsage);
     }
     const std::string_view key = field.substr(0, eq);
-    size_t index = kAddFieldCount;
-    for (size_t i = 0; i < kAddFieldCount; ++i) {
-      if (kAddFields[i].key == key) index = i;
+    size_t index = kMemberFields.size();
+    for (size_t i = 0; i < kMemberFields.size(); ++i) {
+      if (kMemberFields[i].key == key) index = i;
     }
-    if (index == kAddFieldCount) return malformed(kWhat, "unknown field " + quoteForMessage(key), kAddUsage);
+    if (index == kMemberFields.size()) return malformed(kWhat, "unknown field " + quoteForMessage(key), kAddUsage);
     if (values[index]) return malformed(kWhat, "field " + quoteForMessage(key) + " given twice", kAddUsage);
     values[index] = field.substr(eq + 1);
     if (comma == std::string_view::npos) break;
     pos = comma + 1;
   }
-  for (size_t i = 0; i < kAddFieldCount; ++i) {
-    if (kAddFields[i].required && !values[i]) {
-      return malformed(kWhat, "missing field " + quoteForMessage(kAddFields[i].key), kAddUsage);
+  for (size_t i = 0; i < kMemberFields.size(); ++i) {
+    if (kMemberFields[i].required && !values[i]) {
+      return malformed(kWhat, "missing field " + quoteForMessage(kMemberFields[i].key), kAddUsage);
     }
   }
-  const auto given = [&values](std::string_view key) -> const std::optional<std::string_view>& {
-    size_t i = 0;
-    while (i + 1 < kAddFieldCount && kAddFields[i].key != key) ++i;
-    return values[i];
-  };
-  const auto value = [&given](std::string_view key) { return given(key).value_or(std::string_view()); };
-
   MemberConfig& m = command.new_member;
-  const std::string_view name = value("name");
-  if (name.empty()) return malformed(kWhat, "name must not be empty", kAddUsage);
-  if (name.size() > kMaxNameBytes) {
-    return malformed(kWhat,
-                     "name is " + std::to_string(name.size()) + " bytes, at most " +
-                         std::to_string(kMaxNameBytes) + " allowed",
-                     kAddUsage);
-  }
-  m.name = std::string(name);
-
-  const std::string_view protocol = value("protocol");
-  const std::optional<Transport> transport = parseTransport(protocol);
-  if (!transport) {
-    return malformed(kWhat, "protocol must be one of udp, udp6, unix, cunix, tcp, tcp6, got " + quoteForMessage(protocol),
-                     kAddUsage);
-  }
-  AddressResult address = parseAddress(*transport, value("address"));
-  if (!address.address) return malformed(kWhat, "address: " + address.error, kAddUsage);
-  m.address = std::move(*address.address);
-
-  if (!parseBoundedUnsigned(value("capacity"), 1, kMaxCapacity, m.capacity)) {
-    return malformed(kWhat,
-                     "capacity must be an integer 1.." + std::to_string(kMaxCapacity) + ", got " +
-                         quoteForMessage(value("capacity")),
-                     kAddUsage);
-  }
-  if (!parseBoundedUnsigned(value("weight"), 0, kMaxWeight, m.weight)) {
-    return malformed(kWhat,
-                     "weight must be an integer 0.." + std::to_string(kMaxWeight) + ", got " +
-                         quoteForMessage(value("weight")),
-                     kAddUsage);
-  }
   // The reference crashes without status; ACTIVE is what its configs mean.
   m.status = AdminStatus::kActive;
-  if (const std::optional<std::string_view>& text = given("status")) {
-    const std::optional<AdminStatus> status = parseAdminStatus(*text);
-    if (!status) {
-      return malformed(kWhat, "status must be ACTIVE or SUSPENDED, got " + quoteForMessage(*text), kAddUsage);
-    }
-    m.status = *status;
-  }
-  const std::pair<std::string_view, std::string*> hosts[] = {
-      {"wan_address", &m.wan_address}, {"lan_address", &m.lan_address}, {"cmd_out_address", &m.cmd_out_address}};
-  for (const auto& [key, target] : hosts) {
-    *target = std::string(value(key));  // empty = unset, as in the config
-    if (!target->empty() && !isHostLiteral(*target)) {
-      return malformed(kWhat,
-                       std::string(key) + " must be an IP address or host name, got " + quoteForMessage(*target),
-                       kAddUsage);
+  for (size_t i = 0; i < kMemberFields.size(); ++i) {
+    const MemberFieldSpec& spec = kMemberFields[i];
+    if (!values[i]) continue;
+    if (std::optional<std::string> problem = setMemberField(m, spec.field, *values[i], spec.key)) {
+      return malformed(kWhat, *problem, kAddUsage);
     }
   }
   return command;

@@ -94,6 +94,17 @@ void appendLine(std::string& out, std::string_view indent, std::string_view key,
   out += '\n';
 }
 
+// Each item appended by `append(out, item)`, `separator` between two.
+template <typename Items, typename Append>
+void appendJoined(std::string& out, const Items& items, char separator, Append append) {
+  bool first = true;
+  for (const auto& item : items) {
+    if (!first) out += separator;
+    first = false;
+    append(out, item);
+  }
+}
+
 void appendMemberText(std::string& out, const MemberSnapshot& m, size_t position) {
   constexpr std::string_view kIn = "        ";
   out += "    RTPproxy: #";
@@ -262,10 +273,7 @@ std::string jsonString(std::string_view text) {
 
 std::string renderClusterList(const StatusSnapshot& snapshot) {
   std::string out;
-  bool first = true;
-  for (const ClusterSnapshot& c : snapshot.clusters) {
-    if (!first) out += '\n';
-    first = false;
+  appendJoined(out, snapshot.clusters, '\n', [](std::string& out, const ClusterSnapshot& c) {
     const MemberCounts n = countMembers(c);
     out += "Cluster: #";
     out += std::to_string(c.index);
@@ -275,7 +283,7 @@ std::string renderClusterList(const StatusSnapshot& snapshot) {
     out += "    online members = " + std::to_string(n.online) + " (" + std::to_string(n.active) + " active, " +
            std::to_string(n.suspended) + " suspended, " + std::to_string(n.draining) + " draining)\n";
     appendLine(out, "    ", "offline members", std::to_string(n.offline));
-  }
+  });
   out += "OK\n";
   return out;
 }
@@ -306,10 +314,7 @@ std::string renderClusterMembers(const StatusSnapshot& snapshot, std::string_vie
 
 std::string renderWorkers(const StatusSnapshot& snapshot) {
   std::string out;
-  bool first = true;
-  for (const ClusterSnapshot& c : snapshot.clusters) {
-    if (!first) out += '\n';
-    first = false;
+  appendJoined(out, snapshot.clusters, '\n', [&snapshot](std::string& out, const ClusterSnapshot& c) {
     out += "Worker: #";
     out += std::to_string(c.index);
     out += '\n';
@@ -318,7 +323,7 @@ std::string renderWorkers(const StatusSnapshot& snapshot) {
     appendLine(out, "    ", "restarts", std::to_string(c.worker_restarts));
     const std::optional<uint64_t> up = uptimeMs(snapshot, c);
     appendLine(out, "    ", "uptime", up ? std::to_string(*up / 1000) + " sec" : "UNKNOWN");
-  }
+  });
   out += "OK\n";
   return out;
 }
@@ -330,13 +335,10 @@ std::string renderClusterListJson(const StatusSnapshot& snapshot) {
     root.field("taken_unix_ms", snapshot.taken_unix_ms);
     std::string& list = root.key("clusters");
     list += '[';
-    bool first = true;
-    for (const ClusterSnapshot& c : snapshot.clusters) {
-      if (!first) list += ',';
-      first = false;
-      JsonObject o(list);
+    appendJoined(list, snapshot.clusters, ',', [](std::string& out, const ClusterSnapshot& c) {
+      JsonObject o(out);
       appendClusterFields(o, c);
-    }
+    });
     list += ']';
   }
   appendOk(out);
@@ -355,12 +357,8 @@ std::string renderClusterMembersJson(const StatusSnapshot& snapshot, std::string
     appendClusterFields(o, *cluster);
     std::string& list = o.key("members");
     list += '[';
-    bool first = true;
-    for (const MemberSnapshot* m : displayOrder(*cluster)) {
-      if (!first) list += ',';
-      first = false;
-      appendMemberJson(list, *m);
-    }
+    appendJoined(list, displayOrder(*cluster), ',',
+                 [](std::string& out, const MemberSnapshot* m) { appendMemberJson(out, *m); });
     list += ']';
   }
   appendOk(out);
@@ -374,11 +372,8 @@ std::string renderWorkersJson(const StatusSnapshot& snapshot) {
     root.field("taken_unix_ms", snapshot.taken_unix_ms);
     std::string& list = root.key("workers");
     list += '[';
-    bool first = true;
-    for (const ClusterSnapshot& c : snapshot.clusters) {
-      if (!first) list += ',';
-      first = false;
-      JsonObject o(list);
+    appendJoined(list, snapshot.clusters, ',', [&snapshot](std::string& out, const ClusterSnapshot& c) {
+      JsonObject o(out);
       o.field("index", uint64_t{c.index});
       o.field("cluster", std::string_view(c.name));
       if (workerRunning(c)) {
@@ -397,7 +392,7 @@ std::string renderWorkersJson(const StatusSnapshot& snapshot) {
       } else {
         o.key("uptime_sec") += "null";
       }
-    }
+    });
     list += ']';
   }
   appendOk(out);

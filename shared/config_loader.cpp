@@ -13,11 +13,13 @@
 #include <exception>
 #include <initializer_list>
 #include <new>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "shared/member_fields.h"
 #include "shared/quote.h"
 
 namespace rtpc {
@@ -67,27 +69,6 @@ std::string tag(std::string_view name) {
 std::string withContext(const std::string& context, std::string message) {
   if (context.empty()) return message;
   return context + ": " + message;
-}
-
-// Unsigned decimal with an optional '+', as the reference's int() takes it;
-// false for anything else or a value above `max`.
-bool parseUnsigned(std::string_view text, uint64_t max, uint64_t& value) {
-  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
-  if (text.empty()) return false;
-  uint64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-    const auto digit = static_cast<uint64_t>(c - '0');
-    if (v > (max - digit) / 10) return false;
-    v = v * 10 + digit;
-  }
-  value = v;
-  return true;
-}
-
-bool isNonNegativeInteger(std::string_view text) {
-  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
-  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 class Loader {
@@ -205,6 +186,11 @@ class Loader {
 
   Children collect(const pugi::xml_node& parent, const std::string& context,
                    std::initializer_list<std::string_view> known, std::string_view repeated = {}) {
+    return collect(parent, context, std::span<const std::string_view>(known.begin(), known.size()), repeated);
+  }
+
+  Children collect(const pugi::xml_node& parent, const std::string& context, std::span<const std::string_view> known,
+                   std::string_view repeated = {}) {
     Children children;
     for (pugi::xml_node node : parent.children()) {
       if (node.type() != pugi::node_element) {
@@ -265,72 +251,36 @@ class Loader {
     return std::string(trim(value));
   }
 
+  // A field rule's complaint becomes this element's error line.
+  void check(const pugi::xml_node& node, const std::string& context, std::optional<std::string> problem) {
+    if (problem) failAt(node, withContext(context, std::move(*problem)));
+  }
+
   std::string checkName(const pugi::xml_node& node, const std::string& context) {
     std::string name = leafValue(node, context);
-    if (name.empty()) failAt(node, withContext(context, "<name> must not be empty"));
-    if (name.size() > kMaxNameBytes) {
-      failAt(node, withContext(context, "<name> is " + std::to_string(name.size()) + " bytes, at most " +
-                                            std::to_string(kMaxNameBytes) + " allowed"));
-    }
-    // The admin CLI splits its command lines at spaces: such a name could
-    // never be addressed.
-    for (char ch : name) {
-      const auto c = static_cast<unsigned char>(ch);
-      if (c <= 0x20 || c == 0x7f) {
-        failAt(node, withContext(context, "<name> must not contain spaces or control characters, got " +
-                                              quoteForMessage(name)));
-      }
-    }
+    check(node, context, checkNameField(name, tag(node.name())));
     return name;
   }
 
   Transport checkProtocol(const pugi::xml_node& node, const std::string& context) {
-    const std::string value = leafValue(node, context);
-    const std::optional<Transport> transport = parseTransport(value);
-    if (!transport) {
-      failAt(node, withContext(context, "<protocol> must be one of udp, udp6, unix, cunix, tcp, tcp6, got " +
-                                            quoteForMessage(value)));
-    }
-    return *transport;
+    Transport transport{};
+    check(node, context, parseProtocolField(leafValue(node, context), tag(node.name()), transport));
+    return transport;
   }
 
   SocketAddress checkAddress(const pugi::xml_node& node, Transport transport, const std::string& context,
                              uint16_t default_port = kDefaultControlPort) {
-    const std::string value = leafValue(node, context);
-    const std::string element = tag(node.name());
-    if (value.empty()) failAt(node, withContext(context, element + " must not be empty"));
-    AddressResult result = parseAddress(transport, value, default_port);
-    if (!result.address) failAt(node, withContext(context, element + ": " + result.error));
-    return std::move(*result.address);
+    SocketAddress address;
+    check(node, context,
+          parseAddressField(transport, leafValue(node, context), tag(node.name()), default_port, address));
+    return address;
   }
 
   uint32_t checkInteger(const pugi::xml_node& node, const std::string& context, uint32_t min, uint32_t max,
                         std::string_view what) {
-    const std::string value = leafValue(node, context);
-    uint64_t v = 0;
-    const std::string element = tag(node.name()) + std::string(what);
-    if (!isNonNegativeInteger(value) || (parseUnsigned(value, UINT64_MAX, v) && v < min)) {
-      failAt(node, withContext(context, element + " must be an integer >= " + std::to_string(min) + ", got " +
-                                            quoteForMessage(value)));
-    }
-    if (!parseUnsigned(value, max, v)) {
-      failAt(node, withContext(context, element + " must be at most " + std::to_string(max) + ", got " +
-                                            quoteForMessage(value)));
-    }
-    return static_cast<uint32_t>(v);
-  }
-
-  // wan/lan/cmd_out addresses: an IP literal or a host name, no port.
-  std::string checkHost(const pugi::xml_node& node, const std::string& context) {
-    std::string value = leafValue(node, context);
-    if (value.empty()) return value;  // as the reference: an empty element leaves it unset
-    // Brackets make an IPv6 literal unambiguous (no port split).
-    const bool v6 = value.find(':') != std::string::npos;
-    AddressResult r = v6 ? parseAddress(Transport::kUdp6, "[" + value + "]") : parseAddress(Transport::kUdp, value);
-    if (!r.address || r.address->host != value) {
-      failAt(node, withContext(context, tag(node.name()) + " must be an IP address or host name, got " +
-                                            quoteForMessage(value)));
-    }
+    uint32_t value = 0;
+    const std::string label = tag(node.name()) + std::string(what);
+    check(node, context, parseIntegerField(leafValue(node, context), min, max, label, value));
     return value;
   }
 
@@ -486,27 +436,13 @@ class Loader {
                                                 : "rtpproxy " + quoteForMessage(peeked)) +
                                 " in cluster " + quoteForMessage(cluster_name);
     rejectAttributes(node, context);
-    const Children children =
-        collect(node, context,
-                {"name", "protocol", "address", "weight", "capacity", "status", "wan_address", "lan_address",
-                 "cmd_out_address"});
+    const Children children = collect(node, context, kMemberFieldKeys);
     MemberConfig member;
-    member.name = checkName(require(children, "name", node, context), context);
-    const Transport transport = checkProtocol(require(children, "protocol", node, context), context);
-    member.address = checkAddress(require(children, "address", node, context), transport, context);
-    member.weight = checkInteger(require(children, "weight", node, context), context, 0, kMaxWeight, "");
-    member.capacity = checkInteger(require(children, "capacity", node, context), context, 1, kMaxCapacity, "");
-    if (pugi::xml_node status_node = children.get("status")) {
-      const std::string value = leafValue(status_node, context);
-      const std::optional<AdminStatus> status = parseAdminStatus(value);
-      if (!status) {
-        failAt(status_node, withContext(context, "<status> must be ACTIVE or SUSPENDED, got " + quoteForMessage(value)));
-      }
-      member.status = *status;
+    for (const MemberFieldSpec& spec : kMemberFields) {
+      const pugi::xml_node field = spec.required ? require(children, spec.key, node, context) : children.get(spec.key);
+      if (!field) continue;
+      check(field, context, setMemberField(member, spec.field, leafValue(field, context), tag(spec.key)));
     }
-    if (pugi::xml_node n = children.get("wan_address")) member.wan_address = checkHost(n, context);
-    if (pugi::xml_node n = children.get("lan_address")) member.lan_address = checkHost(n, context);
-    if (pugi::xml_node n = children.get("cmd_out_address")) member.cmd_out_address = checkHost(n, context);
     return member;
   }
 

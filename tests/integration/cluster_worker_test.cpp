@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/integration/test_loop.h"
 #include "tests/integration/test_support.h"
 
 namespace rtpc {
@@ -76,17 +77,6 @@ SocketAddress controlAddressFor(Transport t, const TempDir& dir) {
 // (blocking sockets) while this thread dispatches the worker's events.
 class Harness {
  public:
-  Harness() : base_(event_base_new()) {
-    tick_ = event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void*) {}, nullptr);
-    const timeval tv{0, 5000};
-    event_add(tick_, &tv);
-  }
-  ~Harness() {
-    worker_.reset();
-    event_free(tick_);
-    event_base_free(base_);
-  }
-
   bool start(const ClusterConfig& config, int inherited_fd = -1, void* table = nullptr,
              size_t table_bytes = 0) {
     ClusterWorker::Options options;
@@ -96,7 +86,7 @@ class Harness {
     options.session_bytes = table_bytes;
     options.random_seed = 42;
     std::string error;
-    worker_ = ClusterWorker::create(base_, options, error);
+    worker_ = ClusterWorker::create(loop_.base(), options, error);
     EXPECT_TRUE(worker_) << error;
     if (!worker_) return false;
     address_ = worker_->listener().address();
@@ -113,7 +103,7 @@ class Harness {
       result = client();
       done = true;
     });
-    while (!done) event_base_loop(base_, EVLOOP_ONCE);
+    while (!done) event_base_loop(loop_.base(), EVLOOP_ONCE);
     t.join();
     return result;
   }
@@ -131,17 +121,9 @@ class Harness {
     });
   }
   bool runUntil(const std::function<bool()>& done, milliseconds limit = kWait) {
-    const auto deadline = Clock::now() + limit;
-    while (!done()) {
-      if (Clock::now() > deadline) return false;
-      event_base_loop(base_, EVLOOP_ONCE);
-    }
-    return true;
+    return loop_.runUntil(done, limit);
   }
-  void runFor(milliseconds d) {
-    const auto until = Clock::now() + d;
-    runUntil([&] { return Clock::now() >= until; }, d + milliseconds(1000));
-  }
+  void runFor(milliseconds d) { loop_.runFor(d); }
 
   MemberStatus member(const std::string& name) const {
     for (const MemberStatus& m : worker_->members())
@@ -165,8 +147,7 @@ class Harness {
   const SocketAddress& address() const { return address_; }
 
  private:
-  event_base* base_;
-  event* tick_;
+  TestLoop loop_;  // first: outlives the worker
   std::unique_ptr<ClusterWorker> worker_;
   SocketAddress address_;
 };

@@ -3,39 +3,29 @@
 // see or forge exact datagrams (cookies, retransmit timing, source address).
 #include "worker/member_link.h"
 
-#include <arpa/inet.h>
-#include <event2/event.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <iterator>
 #include <map>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "shared/rtpp_reply.h"
+#include "tests/integration/test_loop.h"
+#include "tests/integration/test_support.h"
 
 namespace rtpc {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
+using testing::Clock;
+using testing::milliseconds;
+using testing::TempDir;
+using testing::TestLoop;
+using testing::TestRelay;
+using testing::waitReadable;
 
-// The machine is shared and loaded: waits are generous, and upper bounds on
-// timing only catch gross errors.
-constexpr milliseconds kWait{8000};
 constexpr milliseconds kLateSlack{300};
 
 // A peer the link has dropped must fail the test, not kill it.
@@ -43,159 +33,6 @@ const bool kSigpipeIgnored = [] {
   signal(SIGPIPE, SIG_IGN);
   return true;
 }();
-
-std::string relayBinary() {
-  const char* p = std::getenv("RTPP_TEST_RELAY");
-  return p != nullptr ? p : "tests/tools/rtpp_test_relay";
-}
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/member_link_test.XXXXXX";
-    if (mkdtemp(tmpl) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    if (!path_.empty()) std::system(("rm -rf " + path_).c_str());
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-bool waitReadable(int fd, int timeout_ms) {
-  pollfd p{fd, POLLIN, 0};
-  return poll(&p, 1, timeout_ms) > 0;
-}
-
-// The relay double as a child process, killed by pid.
-class Relay {
- public:
-  Relay() = default;
-  Relay(const Relay&) = delete;
-  Relay& operator=(const Relay&) = delete;
-  ~Relay() { stop(); }
-
-  // Starts with `-s listen` and an admin socket; true once it printed READY.
-  bool start(const std::string& listen, const std::string& admin_path) {
-    stop();
-    admin_path_ = admin_path;
-    int out[2];
-    if (pipe(out) != 0) return false;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out[1], STDOUT_FILENO);
-      close(out[0]);
-      close(out[1]);
-      std::vector<std::string> args = {relayBinary(), "-s", listen, "--admin", "unix:" + admin_path,
-                                       "--cache-entries", "4096"};
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(out[1]);
-    stdout_ = out[0];
-    std::string buf;
-    const auto deadline = Clock::now() + kWait;
-    while (Clock::now() < deadline && buf.find("READY\n") == std::string::npos) {
-      if (!waitReadable(stdout_, 100)) continue;
-      char chunk[512];
-      const ssize_t n = read(stdout_, chunk, sizeof chunk);
-      if (n <= 0) return false;
-      buf.append(chunk, static_cast<size_t>(n));
-    }
-    const size_t at = buf.find("LISTENING ");
-    if (at == std::string::npos) return false;
-    const std::string uri = buf.substr(at + 10, buf.find('\n', at) - at - 10);
-    const AddressResult parsed = parseAddressUri(uri, Transport::kUnix);
-    if (!parsed.address) return false;
-    address_ = *parsed.address;
-    return buf.find("READY\n") != std::string::npos;
-  }
-
-  void stop() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-    if (stdout_ >= 0) close(stdout_);
-    stdout_ = -1;
-  }
-
-  const SocketAddress& address() const { return address_; }
-
-  // One admin command, one line back.
-  std::string admin(const std::string& line) const {
-    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un un{};
-    un.sun_family = AF_UNIX;
-    std::strncpy(un.sun_path, admin_path_.c_str(), sizeof un.sun_path - 1);
-    std::string reply;
-    if (connect(fd, reinterpret_cast<sockaddr*>(&un), sizeof un) == 0) {
-      const std::string text = line + "\n";
-      if (write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size())) {
-        while (reply.find('\n') == std::string::npos && waitReadable(fd, 5000)) {
-          char chunk[1024];
-          const ssize_t n = read(fd, chunk, sizeof chunk);
-          if (n <= 0) break;
-          reply.append(chunk, static_cast<size_t>(n));
-        }
-      }
-    }
-    close(fd);
-    return reply;
-  }
-
-  uint64_t stat(const std::string& key) const {
-    const std::string s = admin("stats");
-    const size_t at = s.find(" " + key + "=");
-    if (at == std::string::npos) return UINT64_MAX;
-    return std::strtoull(s.c_str() + at + key.size() + 2, nullptr, 10);
-  }
-
- private:
-  pid_t pid_ = -1;
-  int stdout_ = -1;
-  std::string admin_path_;
-  SocketAddress address_;
-};
-
-// A libevent loop that the test drives until a condition holds.
-class Loop {
- public:
-  Loop() : base_(event_base_new()) {
-    // A tick so that one loop pass never blocks for long.
-    tick_ = event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void*) {}, nullptr);
-    const timeval tv{0, 5000};
-    event_add(tick_, &tv);
-  }
-  ~Loop() {
-    event_free(tick_);
-    event_base_free(base_);
-  }
-  event_base* base() const { return base_; }
-
-  bool runUntil(const std::function<bool()>& done, milliseconds limit = kWait) {
-    const auto deadline = Clock::now() + limit;
-    while (!done()) {
-      if (Clock::now() > deadline) return false;
-      event_base_loop(base_, EVLOOP_ONCE);
-    }
-    return true;
-  }
-  void runFor(milliseconds d) {
-    const auto until = Clock::now() + d;
-    runUntil([&] { return Clock::now() >= until; }, d + milliseconds(1000));
-  }
-
- private:
-  event_base* base_;
-  event* tick_;
-};
 
 struct Result {
   int calls = 0;
@@ -282,9 +119,9 @@ class MemberLinkTransportTest : public ::testing::TestWithParam<Transport> {
     return client_[token];
   }
 
-  Loop loop_;  // first: outlives the link
+  TestLoop loop_;  // first: outlives the link
   TempDir dir_;
-  Relay relay_;
+  TestRelay relay_;
   Collector client_;
   MemberLinkOptions options_;
   std::unique_ptr<MemberLink> link_;
@@ -502,9 +339,9 @@ class MemberLinkUdpRelayTest : public ::testing::Test {
     ASSERT_TRUE(relay_.start("udp:127.0.0.1:0", dir_.file("admin.sock")));
     options_.address = relay_.address();
   }
-  Loop loop_;
+  TestLoop loop_;
   TempDir dir_;
-  Relay relay_;
+  TestRelay relay_;
   Collector client_;
   MemberLinkOptions options_;
 };
@@ -637,7 +474,7 @@ class FakeUdpMember {
 
 class MemberLinkUdpWireTest : public ::testing::Test {
  protected:
-  Loop loop_;
+  TestLoop loop_;
   Collector client_;
   FakeUdpMember member_{loop_.base(), AF_INET};
 };
@@ -873,9 +710,34 @@ TEST_F(MemberLinkUdpWireTest, CmdOutAddressIsTheSourceOfUdpCommands) {
   EXPECT_EQ(client_[1].outcome, LinkOutcome::kReply);
 }
 
+// The peer's side of a stream: the link's connection, accepted while the
+// loop runs; -1 when none came.
+int acceptWhileRunning(TestLoop& loop, int lfd, sockaddr_storage* peer = nullptr) {
+  int fd = -1;
+  socklen_t len = sizeof(sockaddr_storage);
+  loop.runUntil([&] {
+    fd = accept(lfd, reinterpret_cast<sockaddr*>(peer), peer != nullptr ? &len : nullptr);
+    return fd >= 0;
+  });
+  return fd;
+}
+
+// What the link wrote to the peer, once at least `size` bytes arrived (less
+// on timeout).
+std::string readWhileRunning(TestLoop& loop, int fd, size_t size) {
+  std::string got;
+  loop.runUntil([&] {
+    char buf[256];
+    const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    return got.size() >= size;
+  });
+  return got;
+}
+
 TEST(MemberLinkTcpWire, CmdOutAddressIsTheSourceOfTcpConnections) {
   if (!canBind127002()) GTEST_SKIP() << "127.0.0.2 not usable here";
-  Loop loop;
+  TestLoop loop;
   Collector client;
   const int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
@@ -893,22 +755,11 @@ TEST(MemberLinkTcpWire, CmdOutAddressIsTheSourceOfTcpConnections) {
   auto link = MemberLink::create(loop.base(), o, &client);
   link->send("V", milliseconds(2000), 1);
   sockaddr_storage peer{};
-  socklen_t peer_len = sizeof peer;
-  int cfd = -1;
-  ASSERT_TRUE(loop.runUntil([&] {
-    cfd = accept(lfd, reinterpret_cast<sockaddr*>(&peer), &peer_len);
-    return cfd >= 0;
-  }));
+  const int cfd = acceptWhileRunning(loop, lfd, &peer);
+  ASSERT_GE(cfd, 0);
   EXPECT_EQ(hostOf(peer), "127.0.0.2");
   // Answer it by hand: "V\n" in, "20040107\n" out.
-  std::string got;
-  ASSERT_TRUE(loop.runUntil([&] {
-    char buf[16];
-    const ssize_t n = recv(cfd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n > 0) got.append(buf, static_cast<size_t>(n));
-    return got.size() >= 2;
-  }));
-  EXPECT_EQ(got, "V\n");
+  ASSERT_EQ(readWhileRunning(loop, cfd, 2), "V\n");
   ASSERT_EQ(write(cfd, "20040107\n", 9), 9);
   ASSERT_TRUE(loop.runUntil([&] { return client.done(1); }));
   EXPECT_EQ(client[1].body, "20040107");
@@ -919,102 +770,75 @@ TEST(MemberLinkTcpWire, CmdOutAddressIsTheSourceOfTcpConnections) {
 // ---------------------------------------------------------------------------
 // Stream framing against a hand-driven peer.
 
-TEST(MemberLinkStreamWire, RepliesSplitAcrossReadsAndJoinedInOneAreFramed) {
-  Loop loop;
-  Collector client;
-  TempDir dir;
-  const std::string path = dir.file("peer.sock");
-  const int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  sockaddr_un un{};
-  un.sun_family = AF_UNIX;
-  std::strncpy(un.sun_path, path.c_str(), sizeof un.sun_path - 1);
-  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&un), sizeof un), 0);
-  ASSERT_EQ(listen(lfd, 4), 0);
-  MemberLinkOptions o;
-  o.address.transport = Transport::kCunix;
-  o.address.path = path;
-  auto link = MemberLink::create(loop.base(), o, &client);
+// A cunix member played by the test: the link connects to lfd_.
+class MemberLinkStreamWire : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    lfd_ = testing::listenUnixStream(dir_.file("peer.sock"));
+    ASSERT_GE(lfd_, 0);
+  }
+  void TearDown() override {
+    if (lfd_ >= 0) close(lfd_);
+  }
+  std::unique_ptr<MemberLink> linkToPeer() {
+    MemberLinkOptions o;
+    o.address.transport = Transport::kCunix;
+    o.address.path = dir_.file("peer.sock");
+    return MemberLink::create(loop_.base(), o, &client_);
+  }
+
+  TestLoop loop_;  // first: outlives the link
+  Collector client_;
+  TempDir dir_;
+  int lfd_ = -1;
+};
+
+TEST_F(MemberLinkStreamWire, RepliesSplitAcrossReadsAndJoinedInOneAreFramed) {
+  auto link = linkToPeer();
   using Shape = MemberLink::ReplyShape;
   link->send("V", milliseconds(3000), 1);
   link->send("I", milliseconds(3000), 2, Shape::kInfo);
   link->send("G x", milliseconds(3000), 3);
-  int cfd = -1;
-  ASSERT_TRUE(loop.runUntil([&] {
-    cfd = accept(lfd, nullptr, nullptr);
-    return cfd >= 0;
-  }));
-  std::string got;
-  ASSERT_TRUE(loop.runUntil([&] {
-    char buf[256];
-    const ssize_t n = recv(cfd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n > 0) got.append(buf, static_cast<size_t>(n));
-    return got.size() >= 8;
-  }));
-  EXPECT_EQ(got, "V\nI\nG x\n");
+  const int cfd = acceptWhileRunning(loop_, lfd_);
+  ASSERT_GE(cfd, 0);
+  ASSERT_EQ(readWhileRunning(loop_, cfd, 8), "V\nI\nG x\n");
   const std::string replies = "20040107\na: 1\nb: 2\nc: 3\nd: 4\ne: 5\nE68\n";
   // Byte by byte: no reply may be delivered before it is complete.
   for (char c : replies) {
     ASSERT_EQ(write(cfd, &c, 1), 1);
-    loop.runFor(milliseconds(1));
+    loop_.runFor(milliseconds(1));
   }
-  ASSERT_TRUE(loop.runUntil([&] { return client.calls == 3; }));
-  EXPECT_EQ(client[1].body, "20040107");
-  EXPECT_EQ(client[2].body, "a: 1\nb: 2\nc: 3\nd: 4\ne: 5");
-  EXPECT_EQ(client[3].body, "E68");
+  ASSERT_TRUE(loop_.runUntil([&] { return client_.calls == 3; }));
+  EXPECT_EQ(client_[1].body, "20040107");
+  EXPECT_EQ(client_[2].body, "a: 1\nb: 2\nc: 3\nd: 4\ne: 5");
+  EXPECT_EQ(client_[3].body, "E68");
 
   // A reply nobody asked for: the stream is out of step; the link resets and reconnects.
   ASSERT_EQ(write(cfd, "0\n", 2), 2);
-  ASSERT_TRUE(loop.runUntil([&] { return link->counters().malformed == 1; }));
+  ASSERT_TRUE(loop_.runUntil([&] { return link->counters().malformed == 1; }));
   link->send("V", milliseconds(3000), 4);
-  int cfd2 = -1;
-  ASSERT_TRUE(loop.runUntil([&] {
-    cfd2 = accept(lfd, nullptr, nullptr);
-    return cfd2 >= 0;
-  }));
-  got.clear();
-  ASSERT_TRUE(loop.runUntil([&] {
-    char buf[16];
-    const ssize_t n = recv(cfd2, buf, sizeof buf, MSG_DONTWAIT);
-    if (n > 0) got.append(buf, static_cast<size_t>(n));
-    return got.size() >= 2;
-  }));
-  EXPECT_EQ(got, "V\n");
+  const int cfd2 = acceptWhileRunning(loop_, lfd_);
+  ASSERT_GE(cfd2, 0);
+  ASSERT_EQ(readWhileRunning(loop_, cfd2, 2), "V\n");
   ASSERT_EQ(write(cfd2, "20040107\n", 9), 9);
-  ASSERT_TRUE(loop.runUntil([&] { return client.done(4); }));
-  EXPECT_EQ(client[4].body, "20040107");
+  ASSERT_TRUE(loop_.runUntil([&] { return client_.done(4); }));
+  EXPECT_EQ(client_[4].body, "20040107");
   close(cfd);
   close(cfd2);
-  close(lfd);
 }
 
-TEST(MemberLinkStreamWire, TimeoutClosesTheStreamAndFailsEverythingInIt) {
-  Loop loop;
-  Collector client;
-  TempDir dir;
-  const std::string path = dir.file("peer.sock");
-  const int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  sockaddr_un un{};
-  un.sun_family = AF_UNIX;
-  std::strncpy(un.sun_path, path.c_str(), sizeof un.sun_path - 1);
-  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&un), sizeof un), 0);
-  ASSERT_EQ(listen(lfd, 4), 0);
-  MemberLinkOptions o;
-  o.address.transport = Transport::kCunix;
-  o.address.path = path;
-  auto link = MemberLink::create(loop.base(), o, &client);
+TEST_F(MemberLinkStreamWire, TimeoutClosesTheStreamAndFailsEverythingInIt) {
+  auto link = linkToPeer();
   const auto sent = Clock::now();
   link->send("V", milliseconds(150), 1);
   link->send("V", milliseconds(3000), 2);
-  int cfd = -1;
-  ASSERT_TRUE(loop.runUntil([&] {
-    cfd = accept(lfd, nullptr, nullptr);
-    return cfd >= 0;
-  }));
-  ASSERT_TRUE(loop.runUntil([&] { return client.calls == 2; }));
-  EXPECT_EQ(client[1].outcome, LinkOutcome::kTimeout);
-  EXPECT_GE(client[1].at - sent, milliseconds(150));
-  EXPECT_EQ(client[2].outcome, LinkOutcome::kError);
-  EXPECT_LT(client[2].at - sent, milliseconds(1500));
+  const int cfd = acceptWhileRunning(loop_, lfd_);
+  ASSERT_GE(cfd, 0);
+  ASSERT_TRUE(loop_.runUntil([&] { return client_.calls == 2; }));
+  EXPECT_EQ(client_[1].outcome, LinkOutcome::kTimeout);
+  EXPECT_GE(client_[1].at - sent, milliseconds(150));
+  EXPECT_EQ(client_[2].outcome, LinkOutcome::kError);
+  EXPECT_LT(client_[2].at - sent, milliseconds(1500));
   EXPECT_EQ(link->inFlight(), 0u);
   // The peer sees the connection closed.
   ASSERT_TRUE(waitReadable(cfd, 5000));
@@ -1024,24 +848,21 @@ TEST(MemberLinkStreamWire, TimeoutClosesTheStreamAndFailsEverythingInIt) {
   }
   EXPECT_EQ(n, 0);
   close(cfd);
-  close(lfd);
 }
 
-TEST(MemberLinkStreamWire, CommandWithANewlineIsRefusedAtOnce) {
-  Loop loop;
-  Collector client;
+TEST_F(MemberLinkStreamWire, CommandWithANewlineIsRefusedAtOnce) {
   MemberLinkOptions o;
   o.address.transport = Transport::kTcp;
   o.address.host = "127.0.0.1";
   o.address.port = 9;
-  auto link = MemberLink::create(loop.base(), o, &client);
+  auto link = MemberLink::create(loop_.base(), o, &client_);
   link->send("V\nX", milliseconds(1000), 1);
-  ASSERT_EQ(client.calls, 1u);
-  EXPECT_EQ(client[1].outcome, LinkOutcome::kError);
+  ASSERT_EQ(client_.calls, 1u);
+  EXPECT_EQ(client_[1].outcome, LinkOutcome::kError);
 }
 
 TEST(MemberLinkAddress, UnusableAddressFailsEachCommandWithAReason) {
-  Loop loop;
+  TestLoop loop;
   Collector client;
   for (Transport t : {Transport::kUnix, Transport::kCunix}) {
     MemberLinkOptions o;
@@ -1069,7 +890,7 @@ TEST(MemberLinkAddress, UnusableAddressFailsEachCommandWithAReason) {
 }
 
 TEST(MemberLinkUnixWire, ConnectionRefusedIsAnError) {
-  Loop loop;
+  TestLoop loop;
   Collector client;
   TempDir dir;
   for (Transport t : {Transport::kUnix, Transport::kCunix}) {

@@ -3,37 +3,26 @@
 // end with the relay double timing a session out.
 #include "worker/notify_relay.h"
 
-#include <arpa/inet.h>
-#include <event2/event.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "shared/url_quote.h"
+#include "tests/integration/test_loop.h"
+#include "tests/integration/test_support.h"
 
 namespace rtpc {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
-
-// The machine is shared and loaded: waits are generous.
-constexpr milliseconds kWait{8000};
+using testing::milliseconds;
+using testing::TempDir;
+using testing::TestLoop;
+using testing::TestRelay;
 
 const bool kSigpipeIgnored = [] {
   signal(SIGPIPE, SIG_IGN);
@@ -87,78 +76,17 @@ TEST(ParseNotifyLine, SplitsAtTheFirstSpaceAndRejectsEscapesAndGarbage) {
 // ---------------------------------------------------------------------------
 // Sockets
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/notify_relay_test.XXXXXX";
-    if (mkdtemp(tmpl) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    if (!path_.empty()) std::system(("rm -rf " + path_).c_str());
-  }
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-bool waitReadable(int fd, int timeout_ms) {
-  pollfd p{fd, POLLIN, 0};
-  return poll(&p, 1, timeout_ms) > 0;
-}
-
-// A libevent loop that the test drives until a condition holds.
-class Loop {
- public:
-  Loop() : base_(event_base_new()) {
-    tick_ = event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void*) {}, nullptr);
-    const timeval tv{0, 5000};
-    event_add(tick_, &tv);
-  }
-  ~Loop() {
-    event_free(tick_);
-    event_base_free(base_);
-  }
-  Loop(const Loop&) = delete;
-  Loop& operator=(const Loop&) = delete;
-  event_base* base() const { return base_; }
-
-  bool runUntil(const std::function<bool()>& done, milliseconds limit = kWait) {
-    const auto deadline = Clock::now() + limit;
-    while (!done()) {
-      if (Clock::now() > deadline) return false;
-      event_base_loop(base_, EVLOOP_ONCE);
-    }
-    return true;
-  }
-  void runFor(milliseconds d) {
-    const auto until = Clock::now() + d;
-    runUntil([&] { return Clock::now() >= until; }, d + milliseconds(1000));
-  }
-
- private:
-  event_base* base_;
-  event* tick_;
-};
-
 // The signalling's notify socket: a unix stream listener that collects
 // everything written to it, polled without blocking from the test loop.
 class UnixSink {
  public:
-  explicit UnixSink(const std::string& path, int backlog = 16) : path_(path) {
-    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-    unlink(path.c_str());
-    ok_ = bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && listen(fd_, backlog) == 0;
-  }
+  explicit UnixSink(const std::string& path, int backlog = 16)
+      : path_(path), fd_(testing::listenUnixStream(path, backlog)) {}
   ~UnixSink() { shutdown(); }
   UnixSink(const UnixSink&) = delete;
   UnixSink& operator=(const UnixSink&) = delete;
 
-  bool ok() const { return ok_; }
+  bool ok() const { return fd_ >= 0; }
 
   // Accepts and reads whatever is there.
   void pump() {
@@ -194,7 +122,6 @@ class UnixSink {
  private:
   std::string path_;
   int fd_ = -1;
-  bool ok_ = false;
   std::vector<int> conns_;
   std::string data_;
   int accepted_ = 0;
@@ -268,7 +195,7 @@ class NotifyRelayTest : public ::testing::Test {
   bool waitReceived(uint64_t n) { return waitFor([&] { return counters().received >= n; }); }
 
   TempDir dir_;
-  Loop loop_;
+  TestLoop loop_;
   std::unique_ptr<NotifyRelay> relay_;
 };
 
@@ -440,12 +367,10 @@ TEST_F(NotifyRelayTest, BusyDestinationQueuesBoundedAndGetsTheQueueAfterBackoff)
   // but busy, so the relay queues and retries instead of dropping.
   UnixSink sink(dir_.file("n.f"), 0);
   const int filler = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::strncpy(a.sun_path, dir_.file("n.f").c_str(), sizeof a.sun_path - 1);
-  ASSERT_EQ(connect(filler, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const sockaddr_un a = testing::unixAddress(dir_.file("n.f"));
+  ASSERT_EQ(connect(filler, reinterpret_cast<const sockaddr*>(&a), sizeof a), 0);
   const int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  ASSERT_NE(connect(probe, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_NE(connect(probe, reinterpret_cast<const sockaddr*>(&a), sizeof a), 0);
   ASSERT_EQ(errno, EAGAIN);
   close(probe);
 
@@ -462,7 +387,7 @@ TEST_F(NotifyRelayTest, BusyDestinationQueuesBoundedAndGetsTheQueueAfterBackoff)
 }
 
 TEST(NotifyRelayCreate, RefusesANonTcpInboundAddress) {
-  Loop loop;
+  TestLoop loop;
   DisconnectNotifyConfig config;
   config.inbound_address.transport = Transport::kUdp;
   config.inbound_address.host = "127.0.0.1";
@@ -473,7 +398,7 @@ TEST(NotifyRelayCreate, RefusesANonTcpInboundAddress) {
 }
 
 TEST(NotifyRelayCreate, Tcp6ListensAndStripsTheUnixScheme) {
-  Loop loop;
+  TestLoop loop;
   DisconnectNotifyConfig config;
   config.inbound_address.transport = Transport::kTcp6;
   config.inbound_address.host = "::1";
@@ -492,110 +417,11 @@ TEST(NotifyRelayCreate, Tcp6ListensAndStripsTheUnixScheme) {
 // ---------------------------------------------------------------------------
 // End to end: the relay double times a session out and calls us back.
 
-std::string relayBinary() {
-  const char* p = std::getenv("RTPP_TEST_RELAY");
-  return p != nullptr ? p : "tests/tools/rtpp_test_relay";
-}
-
-class RelayProcess {
- public:
-  explicit RelayProcess(std::vector<std::string> args) {
-    int out[2];
-    if (pipe(out) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out[1], STDOUT_FILENO);
-      close(out[0]);
-      close(out[1]);
-      std::string bin = relayBinary();
-      std::vector<char*> argv{bin.data()};
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(bin.c_str(), argv.data());
-      _exit(127);
-    }
-    close(out[1]);
-    stdout_ = out[0];
-    const auto deadline = Clock::now() + kWait;
-    while (Clock::now() < deadline && output_.find("READY\n") == std::string::npos) {
-      if (!waitReadable(stdout_, 100)) continue;
-      char chunk[512];
-      const ssize_t n = read(stdout_, chunk, sizeof chunk);
-      if (n <= 0) break;
-      output_.append(chunk, static_cast<size_t>(n));
-    }
-  }
-  ~RelayProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (stdout_ >= 0) close(stdout_);
-  }
-  RelayProcess(const RelayProcess&) = delete;
-  RelayProcess& operator=(const RelayProcess&) = delete;
-
-  bool ready() const { return output_.find("READY\n") != std::string::npos; }
-  // Port of `LISTENING udp:127.0.0.1:PORT`.
-  uint16_t udpPort() const {
-    const size_t at = output_.find("LISTENING udp:");
-    if (at == std::string::npos) return 0;
-    const size_t colon = output_.rfind(':', output_.find('\n', at));
-    return static_cast<uint16_t>(std::atoi(output_.c_str() + colon + 1));
-  }
-
- private:
-  pid_t pid_ = -1;
-  int stdout_ = -1;
-  std::string output_;
-};
-
-std::string askUdp(uint16_t port, const std::string& command) {
-  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  std::string reply;
-  if (sendto(fd, command.data(), command.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a) > 0 &&
-      waitReadable(fd, static_cast<int>(kWait.count()))) {
-    char buf[1024];
-    const ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n > 0) reply.assign(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return reply;
-}
-
-std::string askAdmin(const std::string& path, const std::string& line) {
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un un{};
-  un.sun_family = AF_UNIX;
-  std::strncpy(un.sun_path, path.c_str(), sizeof un.sun_path - 1);
-  std::string reply;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&un), sizeof un) == 0) {
-    const std::string text = line + "\n";
-    if (write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size())) {
-      while (reply.find('\n') == std::string::npos && waitReadable(fd, static_cast<int>(kWait.count()))) {
-        char chunk[1024];
-        const ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n <= 0) break;
-        reply.append(chunk, static_cast<size_t>(n));
-      }
-    }
-  }
-  close(fd);
-  if (!reply.empty() && reply.back() == '\n') reply.pop_back();
-  return reply;
-}
-
 TEST_F(NotifyRelayTest, RelayDoubleTimeoutReachesTheSignallingSocketWithTheOriginalTag) {
   const std::string port = std::to_string(relay_->boundPort());
-  const std::string admin = dir_.file("admin.sock");
-  RelayProcess member({"-s", "udp:127.0.0.1:0", "--admin", "unix:" + admin, "-n",
-                       "tcp:%%CC_SELF%%:" + port, "-m", "41000", "-M", "41999"});
-  ASSERT_TRUE(member.ready());
-  ASSERT_NE(member.udpPort(), 0);
+  TestRelay member;
+  ASSERT_TRUE(member.start("udp:127.0.0.1:0", dir_.file("admin.sock"),
+                           {"-n", "tcp:%%CC_SELF%%:" + port, "-m", "41000", "-M", "41999"}));
   UnixSink signalling(dir_.file("n.b2b1"));
 
   // What the worker sends for a U whose notify socket is <prefix>b2b1 and
@@ -605,12 +431,13 @@ TEST_F(NotifyRelayTest, RelayDoubleTimeoutReachesTheSignallingSocketWithTheOrigi
   ASSERT_TRUE(urlUnquoteAppend("hello%20world%3B50%25", original));
   std::string tag;
   urlQuoteAppend("b2b1 " + original, tag);
+  testing::ControlClient control(member.address());
   const std::string reply =
-      askUdp(member.udpPort(), "c1 U e2ecall 192.0.2.1 4000 ftag;1 tcp:%%CC_SELF%%:" + port + " " + tag);
-  ASSERT_EQ(reply.substr(0, 3), "c1 ") << reply;
-  ASSERT_NE(reply[3], 'E') << reply;
+      control.datagram("c1", "U e2ecall 192.0.2.1 4000 ftag;1 tcp:%%CC_SELF%%:" + port + " " + tag);
+  ASSERT_FALSE(reply.empty());
+  ASSERT_NE(reply[0], 'E') << reply;
 
-  EXPECT_EQ(askAdmin(admin, "notify e2ecall"), "OK sessions=1 notifications=1");
+  EXPECT_EQ(member.admin("notify e2ecall"), "OK sessions=1 notifications=1\n");
   ASSERT_TRUE(waitFor([&] { return signalling.data() == "hello world;50%\n"; })) << signalling.data();
   EXPECT_EQ(counters().received, 1u);
   EXPECT_EQ(counters().delivered, 1u);

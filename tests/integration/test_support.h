@@ -173,15 +173,33 @@ class ChildProcess {
   std::string output_;
 };
 
+inline sockaddr_un unixAddress(const std::string& path) {
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  std::strncpy(un.sun_path, path.c_str(), sizeof un.sun_path - 1);
+  return un;
+}
+
+// A non-blocking unix stream listener at `path` (a stale file there is
+// removed first), for a test that plays the peer; -1 on failure.
+inline int listenUnixStream(const std::string& path, int backlog = 4) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const sockaddr_un un = unixAddress(path);
+  unlink(path.c_str());
+  if (fd < 0 || bind(fd, reinterpret_cast<const sockaddr*>(&un), sizeof un) != 0 || listen(fd, backlog) != 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 // One line over a unix stream socket; the reply up to its first newline.
 inline std::string unixRequestLine(const std::string& path, const std::string& line,
                                    int timeout_ms = 5000) {
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un un{};
-  un.sun_family = AF_UNIX;
-  std::strncpy(un.sun_path, path.c_str(), sizeof un.sun_path - 1);
+  const sockaddr_un un = unixAddress(path);
   std::string reply;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&un), sizeof un) == 0) {
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&un), sizeof un) == 0) {
     const std::string text = line + "\n";
     if (write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size())) {
       while (reply.find('\n') == std::string::npos && waitReadable(fd, timeout_ms)) {
@@ -323,9 +341,8 @@ class ControlClient {
   bool resolve(sockaddr_storage& ss, socklen_t& len) const {
     std::memset(&ss, 0, sizeof ss);
     if (isUnixPath(address_.transport)) {
-      auto* un = reinterpret_cast<sockaddr_un*>(&ss);
-      un->sun_family = AF_UNIX;
-      std::strncpy(un->sun_path, address_.path.c_str(), sizeof un->sun_path - 1);
+      const sockaddr_un un = unixAddress(address_.path);
+      std::memcpy(&ss, &un, sizeof un);
       len = sizeof(sockaddr_un);
       return true;
     }

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <limits>
 #include <string>
+#include <string_view>
 
 namespace rtpc {
 namespace {
@@ -51,14 +52,48 @@ StatusSnapshot basicNetwork() {
   return s;
 }
 
+// basicNetwork()'s block of the `ls` screen.
+constexpr std::string_view kBasicNetworkListed =
+    "Cluster: #0\n"
+    "    name = basic_network\n"
+    "    address = 127.0.0.1:32324\n"
+    "    online members = 3 (2 active, 1 suspended, 0 draining)\n"
+    "    offline members = 1\n";
+
+// The blocks of the `ls <cluster>` screen for member()'s members (weight
+// 100, capacity 2500), built independently of the renderer.
+// EmptyOfflineSectionIsFollowedByAnEmptyLine spells one out in full.
+std::string line(std::string_view key, std::string_view value) {
+  return "        " + std::string(key) + " = " + std::string(value) + "\n";
+}
+
+std::string blockHead(int position, std::string_view name, std::string_view address,
+                      std::string_view optional_lines) {
+  return "    RTPproxy: #" + std::to_string(position) + "\n" + line("name", name) + line("address", address) +
+         std::string(optional_lines) + line("weight", "100") + line("capacity", "2500");
+}
+
+std::string offlineBlock(int position, std::string_view name, std::string_view address,
+                         std::string_view optional_lines = {}) {
+  return blockHead(position, name, address, optional_lines) + line("state", "offline");
+}
+
+struct Runtime {
+  const char* status = "ACTIVE";
+  const char* sessions = "0";
+  const char* utilization = "0.000000";
+  const char* delay = "0.000000";
+};
+
+std::string onlineBlock(int position, std::string_view name, std::string_view address, Runtime r = {},
+                        std::string_view optional_lines = {}) {
+  return blockHead(position, name, address, optional_lines) + line("state", "online") +
+         line("active sessions", r.sessions) + line("capacity utilization", std::string(r.utilization) + "%") +
+         line("average rtpc delay", std::string(r.delay) + " sec") + line("status", r.status);
+}
+
 TEST(AdminRenderTest, ClusterListMatchesTheReferenceScreen) {
-  EXPECT_EQ(renderClusterList(basicNetwork()),
-            "Cluster: #0\n"
-            "    name = basic_network\n"
-            "    address = 127.0.0.1:32324\n"
-            "    online members = 3 (2 active, 1 suspended, 0 draining)\n"
-            "    offline members = 1\n"
-            "OK\n");
+  EXPECT_EQ(renderClusterList(basicNetwork()), std::string(kBasicNetworkListed) + "OK\n");
 }
 
 TEST(AdminRenderTest, ClusterListSeparatesClustersByOneEmptyLineAndPrintsUnixPaths) {
@@ -77,11 +112,7 @@ TEST(AdminRenderTest, ClusterListSeparatesClustersByOneEmptyLineAndPrintsUnixPat
   v6.address = udp6("::1", 22222);
   s.clusters.push_back(v6);
   EXPECT_EQ(renderClusterList(s),
-            "Cluster: #0\n"
-            "    name = basic_network\n"
-            "    address = 127.0.0.1:32324\n"
-            "    online members = 3 (2 active, 1 suspended, 0 draining)\n"
-            "    offline members = 1\n"
+            std::string(kBasicNetworkListed) +
             "\n"
             "Cluster: #1\n"
             "    name = local\n"
@@ -114,77 +145,20 @@ TEST(AdminRenderTest, MembersSortOnlineByNameThenListOfflineInSlotOrder) {
   c.members.push_back(member(5, "RTPPROXY8", unixPath("/run/r8.sock"), false, AdminStatus::kDraining));
   c.members.push_back(member(6, "RTPPROXY7", udp("127.0.0.1", 7), true, AdminStatus::kDraining));
   EXPECT_EQ(renderClusterMembers(s, "basic_network"),
-            "Online members of the cluster #0:\n"
-            "    RTPproxy: #0\n"
-            "        name = RTPPROXY0\n"
-            "        address = /tmp/rtpp0.sock\n"
-            "        weight = 100\n"
-            "        capacity = 2500\n"
-            "        state = online\n"
-            "        active sessions = 0\n"
-            "        capacity utilization = 0.000000%\n"
-            "        average rtpc delay = 0.000000 sec\n"
-            "        status = ACTIVE\n"
+            "Online members of the cluster #0:\n" +
+            onlineBlock(0, "RTPPROXY0", "/tmp/rtpp0.sock") + "\n" +
+            onlineBlock(1, "RTPPROXY1", "127.0.0.1:32323", {.status = "SUSPENDED", .sessions = "UNKNOWN"},
+                        line("cmd_out_address", "10.0.0.1")) +
+            "\n" +
+            onlineBlock(2, "RTPPROXY2", "[::1]:32322",
+                        {.sessions = "312", .utilization = "12.500000", .delay = "0.000412"},
+                        line("wan_address", "1.2.3.4") + line("lan_address", "127.0.0.1")) +
+            "\n" + onlineBlock(3, "RTPPROXY7", "127.0.0.1:7", {.status = "DRAINING"}) +
             "\n"
-            "    RTPproxy: #1\n"
-            "        name = RTPPROXY1\n"
-            "        address = 127.0.0.1:32323\n"
-            "        cmd_out_address = 10.0.0.1\n"
-            "        weight = 100\n"
-            "        capacity = 2500\n"
-            "        state = online\n"
-            "        active sessions = UNKNOWN\n"
-            "        capacity utilization = 0.000000%\n"
-            "        average rtpc delay = 0.000000 sec\n"
-            "        status = SUSPENDED\n"
-            "\n"
-            "    RTPproxy: #2\n"
-            "        name = RTPPROXY2\n"
-            "        address = [::1]:32322\n"
-            "        wan_address = 1.2.3.4\n"
-            "        lan_address = 127.0.0.1\n"
-            "        weight = 100\n"
-            "        capacity = 2500\n"
-            "        state = online\n"
-            "        active sessions = 312\n"
-            "        capacity utilization = 12.500000%\n"
-            "        average rtpc delay = 0.000412 sec\n"
-            "        status = ACTIVE\n"
-            "\n"
-            "    RTPproxy: #3\n"
-            "        name = RTPPROXY7\n"
-            "        address = 127.0.0.1:7\n"
-            "        weight = 100\n"
-            "        capacity = 2500\n"
-            "        state = online\n"
-            "        active sessions = 0\n"
-            "        capacity utilization = 0.000000%\n"
-            "        average rtpc delay = 0.000000 sec\n"
-            "        status = DRAINING\n"
-            "\n"
-            "Offline members of the cluster #0:\n"
-            "    RTPproxy: #0\n"
-            "        name = RTPPROXY3\n"
-            "        address = [::1]:32323\n"
-            "        weight = 100\n"
-            "        capacity = 2500\n"
-            "        state = offline\n"
-            "\n"
-            "    RTPproxy: #1\n"
-            "        name = RTPPROXY9\n"
-            "        address = 127.0.0.1:9\n"
-            "        wan_address = 5.6.7.8\n"
-            "        weight = 100\n"
-            "        capacity = 2500\n"
-            "        state = offline\n"
-            "\n"
-            "    RTPproxy: #2\n"
-            "        name = RTPPROXY8\n"
-            "        address = /run/r8.sock\n"
-            "        weight = 100\n"
-            "        capacity = 2500\n"
-            "        state = offline\n"
-            "OK\n");
+            "Offline members of the cluster #0:\n" +
+            offlineBlock(0, "RTPPROXY3", "[::1]:32323") + "\n" +
+            offlineBlock(1, "RTPPROXY9", "127.0.0.1:9", line("wan_address", "5.6.7.8")) + "\n" +
+            offlineBlock(2, "RTPPROXY8", "/run/r8.sock") + "OK\n");
 }
 
 TEST(AdminRenderTest, EmptyOfflineSectionIsFollowedByAnEmptyLine) {
@@ -218,14 +192,8 @@ TEST(AdminRenderTest, NoOnlineMembersLeavesAnEmptyOnlineSection) {
   EXPECT_EQ(renderClusterMembers(s, "basic_network"),
             "Online members of the cluster #3:\n"
             "\n"
-            "Offline members of the cluster #3:\n"
-            "    RTPproxy: #0\n"
-            "        name = RTPPROXY3\n"
-            "        address = [::1]:32323\n"
-            "        weight = 100\n"
-            "        capacity = 2500\n"
-            "        state = offline\n"
-            "OK\n");
+            "Offline members of the cluster #3:\n" +
+                offlineBlock(0, "RTPPROXY3", "[::1]:32323") + "OK\n");
   c.members.clear();
   EXPECT_EQ(renderClusterMembers(s, "basic_network"),
             "Online members of the cluster #3:\n"
@@ -241,16 +209,23 @@ TEST(AdminRenderTest, UnknownClusterIsTheReferenceError) {
   EXPECT_EQ(renderClusterMembersJson(s, "basic"), "ERROR: basic: cluster not found\n");
 }
 
-TEST(AdminRenderTest, WorkersShowPidRestartsAndUptime) {
+// basicNetwork() with its worker running (pid 4242, 2 restarts, up for
+// `uptime_ms`) and a second cluster "down" whose worker is stopped.
+StatusSnapshot withWorkers(uint64_t uptime_ms, uint32_t stopped_restarts) {
   StatusSnapshot s = basicNetwork();
   s.clusters[0].worker_pid = 4242;
   s.clusters[0].worker_restarts = 2;
-  s.clusters[0].worker_started_unix_ms = s.taken_unix_ms - 3723999;
+  s.clusters[0].worker_started_unix_ms = s.taken_unix_ms - uptime_ms;
   ClusterSnapshot stopped;
   stopped.index = 1;
   stopped.name = "down";
-  stopped.worker_restarts = 7;
+  stopped.worker_restarts = stopped_restarts;
   s.clusters.push_back(stopped);
+  return s;
+}
+
+TEST(AdminRenderTest, WorkersShowPidRestartsAndUptime) {
+  const StatusSnapshot s = withWorkers(3723999, 7);
   EXPECT_EQ(renderWorkers(s),
             "Worker: #0\n"
             "    cluster = basic_network\n"
@@ -370,14 +345,7 @@ TEST(AdminRenderJsonTest, MembersComeInTheTextOrderWithEveryField) {
 
 TEST(AdminRenderJsonTest, WorkersJsonUsesNullForAStoppedWorker) {
   if (!havePython()) GTEST_SKIP() << "python3 not available";
-  StatusSnapshot s = basicNetwork();
-  s.clusters[0].worker_pid = 4242;
-  s.clusters[0].worker_restarts = 2;
-  s.clusters[0].worker_started_unix_ms = s.taken_unix_ms - 5000;
-  ClusterSnapshot stopped;
-  stopped.index = 1;
-  stopped.name = "down";
-  s.clusters.push_back(stopped);
+  const StatusSnapshot s = withWorkers(5000, 0);
   EXPECT_EQ(python(jsonPart(renderWorkersJson(s)), "print([sorted(w.items()) for w in d['workers']])"),
             "[[('cluster', 'basic_network'), ('index', 0), ('pid', 4242), ('restarts', 2), "
             "('started_unix_ms', 1699999995000), ('uptime_sec', 5)], "

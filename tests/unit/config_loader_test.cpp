@@ -56,6 +56,31 @@ std::string sourceRoot() {
   return file.substr(0, file.rfind("/tests/unit/"));
 }
 
+// A one-cluster document; line 3 holds cluster extras, line 4 the member's
+// name/protocol/address, line 5 its other fields.
+std::string doc(std::string_view line3, std::string_view line4 = {}, std::string_view line5 = {}) {
+  std::string s = "<rtp_cluster_config>\n"
+                  "<rtp_cluster><name>c1</name><protocol>udp</protocol><address>127.0.0.1:22222</address>\n";
+  s += line3;
+  s += "\n<rtpproxy>";
+  s += line4.empty() ? "<name>R1</name><protocol>udp</protocol><address>127.0.0.1:22300</address>" : line4;
+  s += "\n";
+  s += line5.empty() ? "<weight>1</weight><capacity>10</capacity><status>ACTIVE</status>" : line5;
+  s += "\n</rtpproxy>\n</rtp_cluster>\n</rtp_cluster_config>\n";
+  return s;
+}
+
+std::string member5(std::string_view fields) { return doc("", "", fields); }
+std::string member4(std::string_view fields) { return doc("", fields, ""); }
+
+// The member of doc() with line 5 (its fields after name/protocol/address)
+// replaced; a default MemberConfig when the document does not load.
+MemberConfig loadMember(std::string_view fields) {
+  const Config config = loadOk(member5(fields));
+  if (config.clusters.size() != 1 || config.clusters[0].members.size() != 1) return {};
+  return config.clusters[0].members[0];
+}
+
 // REFERENCE.md section 2, verbatim.
 constexpr std::string_view kReferenceExample = R"(<rtp_cluster_config>
   <rtp_cluster>
@@ -317,30 +342,26 @@ TEST(ConfigLoaderTest, AnyElementOrderWhitespaceCdataCommentsAndDeclarations) {
   EXPECT_EQ(c.members[0].status, AdminStatus::kSuspended);
 }
 
+// Loads doc()'s member with the given wan/lan/cmd_out elements and checks
+// the three values.
+void expectHostFields(std::string_view elements, const std::string& wan, const std::string& lan,
+                      const std::string& cmd_out) {
+  const MemberConfig m = loadMember("<weight>1</weight><capacity>1</capacity>" + std::string(elements));
+  EXPECT_EQ(m.name, "R1");
+  EXPECT_EQ(m.wan_address, wan);
+  EXPECT_EQ(m.lan_address, lan);
+  EXPECT_EQ(m.cmd_out_address, cmd_out);
+}
+
 TEST(ConfigLoaderTest, EmptyOptionalAddressesStayUnset) {
-  const Config config = loadOk(R"(<rtp_cluster_config><rtp_cluster>
-    <name>c1</name><protocol>udp</protocol><address>127.0.0.1</address>
-    <rtpproxy><name>a</name><protocol>udp</protocol><address>127.0.0.1:1</address>
-      <weight>1</weight><capacity>1</capacity><wan_address></wan_address><lan_address/>
-      <cmd_out_address> </cmd_out_address></rtpproxy>
-  </rtp_cluster></rtp_cluster_config>)");
-  ASSERT_EQ(config.clusters.size(), 1u);
-  EXPECT_EQ(config.clusters[0].members[0].wan_address, "");
-  EXPECT_EQ(config.clusters[0].members[0].lan_address, "");
-  EXPECT_EQ(config.clusters[0].members[0].cmd_out_address, "");
+  expectHostFields("<wan_address></wan_address><lan_address/>\n<cmd_out_address> </cmd_out_address>", "", "", "");
 }
 
 TEST(ConfigLoaderTest, AcceptsIpv6AndHostNameMemberAddresses) {
-  const Config config = loadOk(R"(<rtp_cluster_config><rtp_cluster>
-    <name>c1</name><protocol>udp</protocol><address>127.0.0.1</address>
-    <rtpproxy><name>a</name><protocol>udp</protocol><address>127.0.0.1:1</address>
-      <weight>1</weight><capacity>1</capacity><wan_address>2001:db8::5:1</wan_address>
-      <lan_address>fd00::1</lan_address><cmd_out_address>relay-out.example.com</cmd_out_address></rtpproxy>
-  </rtp_cluster></rtp_cluster_config>)");
-  ASSERT_EQ(config.clusters.size(), 1u);
-  EXPECT_EQ(config.clusters[0].members[0].wan_address, "2001:db8::5:1");
-  EXPECT_EQ(config.clusters[0].members[0].lan_address, "fd00::1");
-  EXPECT_EQ(config.clusters[0].members[0].cmd_out_address, "relay-out.example.com");
+  expectHostFields(
+      "<wan_address>2001:db8::5:1</wan_address>\n"
+      "<lan_address>fd00::1</lan_address><cmd_out_address>relay-out.example.com</cmd_out_address>",
+      "2001:db8::5:1", "fd00::1", "relay-out.example.com");
 }
 
 TEST(ConfigLoaderTest, NoClustersIsAValidEmptyConfig) {
@@ -386,28 +407,19 @@ TEST(ConfigLoaderTest, AdminStatusAndCapacityLimitNames) {
 // ---------------------------------------------------------------------------
 // Invalid files: the whole error line.
 
-// A one-cluster document; line 3 holds cluster extras, line 4 the member's
-// name/protocol/address, line 5 its other fields.
-std::string doc(std::string_view line3, std::string_view line4 = {}, std::string_view line5 = {}) {
-  std::string s = "<rtp_cluster_config>\n"
-                  "<rtp_cluster><name>c1</name><protocol>udp</protocol><address>127.0.0.1:22222</address>\n";
-  s += line3;
-  s += "\n<rtpproxy>";
-  s += line4.empty() ? "<name>R1</name><protocol>udp</protocol><address>127.0.0.1:22300</address>" : line4;
-  s += "\n";
-  s += line5.empty() ? "<weight>1</weight><capacity>10</capacity><status>ACTIVE</status>" : line5;
-  s += "\n</rtpproxy>\n</rtp_cluster>\n</rtp_cluster_config>\n";
-  return s;
-}
-
-std::string member5(std::string_view fields) { return doc("", "", fields); }
-std::string member4(std::string_view fields) { return doc("", fields, ""); }
-
 struct InvalidCase {
   const char* what;
   std::string xml;
-  const char* error;
+  std::string error;
 };
+
+// The error line about doc()'s member, or its cluster, at `line`.
+std::string memberError(int line, std::string_view what) {
+  return "rtp_cluster.xml:" + std::to_string(line) + ": rtpproxy \"R1\" in cluster \"c1\": " + std::string(what);
+}
+std::string clusterError(int line, std::string_view what) {
+  return "rtp_cluster.xml:" + std::to_string(line) + ": cluster \"c1\": " + std::string(what);
+}
 
 void expectErrors(const std::vector<InvalidCase>& cases) {
   for (const InvalidCase& c : cases) {
@@ -426,51 +438,51 @@ TEST(ConfigLoaderErrorTest, TheValidBaseDocumentLoads) {
 }
 
 TEST(ConfigLoaderErrorTest, MemberNumbers) {
-  const std::string w = "<capacity>10</capacity>";
-  const std::string cap = "<weight>1</weight>";
+  const std::string capacity = "<capacity>10</capacity>";
+  const std::string weight = "<weight>1</weight>";
   const std::vector<InvalidCase> cases = {
-      {"weight abc", member5("<weight>abc</weight>" + w), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <weight> must be an integer >= 0, got \"abc\""},
-      {"weight negative", member5("<weight>-1</weight>" + w), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <weight> must be an integer >= 0, got \"-1\""},
-      {"weight fraction", member5("<weight>1.5</weight>" + w), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <weight> must be an integer >= 0, got \"1.5\""},
-      {"weight empty", member5("<weight></weight>" + w), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <weight> must be an integer >= 0, got \"\""},
-      {"weight inner space", member5("<weight>1 0</weight>" + w), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <weight> must be an integer >= 0, got \"1 0\""},
-      {"weight too big", member5("<weight>1000001</weight>" + w), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <weight> must be at most 1000000, got \"1000001\""},
-      {"weight overflow", member5("<weight>99999999999999999999999</weight>" + w), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <weight> must be at most 1000000, got \"99999999999999999999999\""},
-      {"capacity zero", member5(cap + "<capacity>0</capacity>"), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <capacity> must be an integer >= 1, got \"0\""},
-      {"capacity text", member5(cap + "<capacity>lots</capacity>"), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <capacity> must be an integer >= 1, got \"lots\""},
-      {"capacity too big", member5(cap + "<capacity>1000001</capacity>"), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <capacity> must be at most 1000000, got \"1000001\""},
-      {"status bogus", member5(cap + w + "<status>BOGUS</status>"), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <status> must be ACTIVE or SUSPENDED, got \"BOGUS\""},
-      {"status draining", member5(cap + w + "<status>draining</status>"), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <status> must be ACTIVE or SUSPENDED, got \"draining\""},
-      {"missing weight", member5(w), "rtp_cluster.xml:4: rtpproxy \"R1\" in cluster \"c1\": missing <weight>"},
-      {"missing capacity", member5(cap), "rtp_cluster.xml:4: rtpproxy \"R1\" in cluster \"c1\": missing <capacity>"},
-      {"duplicate weight", member5(cap + w + "<weight>2</weight>"), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": duplicate <weight> (first at line 5)"},
-      {"unknown element", member5(cap + w + "<weigth>1</weigth>"), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": unknown element <weigth> in <rtpproxy>"},
-      {"attribute on leaf", member5("<weight unit=\"x\">1</weight>" + w), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": unexpected attribute \"unit\" on <weight>"},
-      {"element in leaf", member5("<weight><b>1</b></weight>" + w), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <weight> must not contain elements, got <b>"},
-      {"stray text", member5("hello" + cap + w), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": unexpected text \"hello\" in <rtpproxy>"},
-      {"wan not an address", member5(cap + w + "<wan_address>not an ip!</wan_address>"), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <wan_address> must be an IP address or host name, got \"not an ip!\""},
-      {"lan with port", member5(cap + w + "<lan_address>10.0.0.1:5</lan_address>"), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <lan_address> must be an IP address or host name, got \"10.0.0.1:5\""},
-      {"cmd_out bracketed", member5(cap + w + "<cmd_out_address>[::1]</cmd_out_address>"), "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <cmd_out_address> must be an IP address or host name, got \"[::1]\""},
+      {"weight abc", member5("<weight>abc</weight>" + capacity), memberError(5, "<weight> must be an integer >= 0, got \"abc\"")},
+      {"weight negative", member5("<weight>-1</weight>" + capacity), memberError(5, "<weight> must be an integer >= 0, got \"-1\"")},
+      {"weight fraction", member5("<weight>1.5</weight>" + capacity), memberError(5, "<weight> must be an integer >= 0, got \"1.5\"")},
+      {"weight empty", member5("<weight></weight>" + capacity), memberError(5, "<weight> must be an integer >= 0, got \"\"")},
+      {"weight inner space", member5("<weight>1 0</weight>" + capacity), memberError(5, "<weight> must be an integer >= 0, got \"1 0\"")},
+      {"weight too big", member5("<weight>1000001</weight>" + capacity), memberError(5, "<weight> must be at most 1000000, got \"1000001\"")},
+      {"weight overflow", member5("<weight>99999999999999999999999</weight>" + capacity), memberError(5, "<weight> must be at most 1000000, got \"99999999999999999999999\"")},
+      {"capacity zero", member5(weight + "<capacity>0</capacity>"), memberError(5, "<capacity> must be an integer >= 1, got \"0\"")},
+      {"capacity text", member5(weight + "<capacity>lots</capacity>"), memberError(5, "<capacity> must be an integer >= 1, got \"lots\"")},
+      {"capacity too big", member5(weight + "<capacity>1000001</capacity>"), memberError(5, "<capacity> must be at most 1000000, got \"1000001\"")},
+      {"status bogus", member5(weight + capacity + "<status>BOGUS</status>"), memberError(5, "<status> must be ACTIVE or SUSPENDED, got \"BOGUS\"")},
+      {"status draining", member5(weight + capacity + "<status>draining</status>"), memberError(5, "<status> must be ACTIVE or SUSPENDED, got \"draining\"")},
+      {"missing weight", member5(capacity), memberError(4, "missing <weight>")},
+      {"missing capacity", member5(weight), memberError(4, "missing <capacity>")},
+      {"duplicate weight", member5(weight + capacity + "<weight>2</weight>"), memberError(5, "duplicate <weight> (first at line 5)")},
+      {"unknown element", member5(weight + capacity + "<weigth>1</weigth>"), memberError(5, "unknown element <weigth> in <rtpproxy>")},
+      {"attribute on leaf", member5("<weight unit=\"x\">1</weight>" + capacity), memberError(5, "unexpected attribute \"unit\" on <weight>")},
+      {"element in leaf", member5("<weight><b>1</b></weight>" + capacity), memberError(5, "<weight> must not contain elements, got <b>")},
+      {"stray text", member5("hello" + weight + capacity), memberError(5, "unexpected text \"hello\" in <rtpproxy>")},
+      {"wan not an address", member5(weight + capacity + "<wan_address>not an ip!</wan_address>"), memberError(5, "<wan_address> must be an IP address or host name, got \"not an ip!\"")},
+      {"lan with port", member5(weight + capacity + "<lan_address>10.0.0.1:5</lan_address>"), memberError(5, "<lan_address> must be an IP address or host name, got \"10.0.0.1:5\"")},
+      {"cmd_out bracketed", member5(weight + capacity + "<cmd_out_address>[::1]</cmd_out_address>"), memberError(5, "<cmd_out_address> must be an IP address or host name, got \"[::1]\"")},
   };
   expectErrors(cases);
 }
 
 TEST(ConfigLoaderErrorTest, MemberIdentity) {
   const std::vector<InvalidCase> cases = {
-      {"unknown protocol", member4("<name>R1</name><protocol>sctp</protocol><address>127.0.0.1:1</address>"), "rtp_cluster.xml:4: rtpproxy \"R1\" in cluster \"c1\": <protocol> must be one of udp, udp6, unix, cunix, tcp, tcp6, got \"sctp\""},
-      {"bad port", member4("<name>R1</name><protocol>udp</protocol><address>127.0.0.1:99999</address>"), "rtp_cluster.xml:4: rtpproxy \"R1\" in cluster \"c1\": <address>: port must be 1..65535, got \"99999\""},
-      {"bad host", member4("<name>R1</name><protocol>udp</protocol><address>300.0.0.1:5</address>"), "rtp_cluster.xml:4: rtpproxy \"R1\" in cluster \"c1\": <address>: invalid IPv4 address \"300.0.0.1\""},
-      {"empty address", member4("<name>R1</name><protocol>udp</protocol><address> </address>"), "rtp_cluster.xml:4: rtpproxy \"R1\" in cluster \"c1\": <address> must not be empty"},
-      {"ipv4 on udp6", member4("<name>R1</name><protocol>udp6</protocol><address>127.0.0.1:5</address>"), "rtp_cluster.xml:4: rtpproxy \"R1\" in cluster \"c1\": <address>: IPv4 address needs protocol udp"},
-      {"ipv6 on udp", member4("<name>R1</name><protocol>udp</protocol><address>[::1]:5</address>"), "rtp_cluster.xml:4: rtpproxy \"R1\" in cluster \"c1\": <address>: IPv6 address needs protocol udp6"},
-      {"unix path too long", member4("<name>R1</name><protocol>unix</protocol><address>/" + std::string(119, 'p') + "</address>"), "rtp_cluster.xml:4: rtpproxy \"R1\" in cluster \"c1\": <address>: unix socket path is 120 bytes, at most 107 fit"},
+      {"unknown protocol", member4("<name>R1</name><protocol>sctp</protocol><address>127.0.0.1:1</address>"), memberError(4, "<protocol> must be one of udp, udp6, unix, cunix, tcp, tcp6, got \"sctp\"")},
+      {"bad port", member4("<name>R1</name><protocol>udp</protocol><address>127.0.0.1:99999</address>"), memberError(4, "<address>: port must be 1..65535, got \"99999\"")},
+      {"bad host", member4("<name>R1</name><protocol>udp</protocol><address>300.0.0.1:5</address>"), memberError(4, "<address>: invalid IPv4 address \"300.0.0.1\"")},
+      {"empty address", member4("<name>R1</name><protocol>udp</protocol><address> </address>"), memberError(4, "<address> must not be empty")},
+      {"ipv4 on udp6", member4("<name>R1</name><protocol>udp6</protocol><address>127.0.0.1:5</address>"), memberError(4, "<address>: IPv4 address needs protocol udp")},
+      {"ipv6 on udp", member4("<name>R1</name><protocol>udp</protocol><address>[::1]:5</address>"), memberError(4, "<address>: IPv6 address needs protocol udp6")},
+      {"unix path too long", member4("<name>R1</name><protocol>unix</protocol><address>/" + std::string(119, 'p') + "</address>"), memberError(4, "<address>: unix socket path is 120 bytes, at most 107 fit")},
       {"empty name", member4("<name> </name><protocol>udp</protocol><address>127.0.0.1:1</address>"), "rtp_cluster.xml:4: rtpproxy #1 in cluster \"c1\": <name> must not be empty"},
       {"name with space", member4("<name>R 1</name><protocol>udp</protocol><address>127.0.0.1:1</address>"), "rtp_cluster.xml:4: rtpproxy \"R 1\" in cluster \"c1\": <name> must not contain spaces or control characters, got \"R 1\""},
       {"name too long", member4("<name>" + std::string(64, 'n') + "</name><protocol>udp</protocol><address>127.0.0.1:1</address>"), "rtp_cluster.xml:4: rtpproxy \"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn\" in cluster \"c1\": <name> is 64 bytes, at most 63 allowed"},
       {"missing name", member4("<protocol>udp</protocol><address>127.0.0.1:1</address>"), "rtp_cluster.xml:4: rtpproxy #1 in cluster \"c1\": missing <name>"},
-      {"missing protocol", member4("<name>R1</name><address>127.0.0.1:1</address>"), "rtp_cluster.xml:4: rtpproxy \"R1\" in cluster \"c1\": missing <protocol>"},
-      {"missing address", member4("<name>R1</name><protocol>udp</protocol>"), "rtp_cluster.xml:4: rtpproxy \"R1\" in cluster \"c1\": missing <address>"},
-      {"duplicate name element", member4("<name>R1</name><name>R2</name><protocol>udp</protocol><address>127.0.0.1:1</address>"), "rtp_cluster.xml:4: rtpproxy \"R1\" in cluster \"c1\": duplicate <name> (first at line 4)"},
+      {"missing protocol", member4("<name>R1</name><address>127.0.0.1:1</address>"), memberError(4, "missing <protocol>")},
+      {"missing address", member4("<name>R1</name><protocol>udp</protocol>"), memberError(4, "missing <address>")},
+      {"duplicate name element", member4("<name>R1</name><name>R2</name><protocol>udp</protocol><address>127.0.0.1:1</address>"), memberError(4, "duplicate <name> (first at line 4)")},
       {"control character in name", member4("<name>R&#10;1</name><protocol>udp</protocol><address>127.0.0.1:1</address>"), "rtp_cluster.xml:4: rtpproxy \"R\\x0a1\" in cluster \"c1\": <name> must not contain spaces or control characters, got \"R\\x0a1\""},
   };
   expectErrors(cases);
@@ -478,29 +490,29 @@ TEST(ConfigLoaderErrorTest, MemberIdentity) {
 
 TEST(ConfigLoaderErrorTest, ClusterElements) {
   const std::vector<InvalidCase> cases = {
-      {"capacity_limit type", doc("<capacity_limit type=\"medium\"/>"), "rtp_cluster.xml:3: cluster \"c1\": <capacity_limit> type must be \"soft\" or \"hard\", got \"medium\""},
-      {"capacity_limit no type", doc("<capacity_limit/>"), "rtp_cluster.xml:3: cluster \"c1\": <capacity_limit> needs type=\"soft\" or type=\"hard\""},
-      {"capacity_limit attribute", doc("<capacity_limit type=\"soft\" size=\"1\"/>"), "rtp_cluster.xml:3: cluster \"c1\": unexpected attribute \"size\" on <capacity_limit>"},
-      {"capacity_limit text", doc("<capacity_limit type=\"soft\">hard</capacity_limit>"), "rtp_cluster.xml:3: cluster \"c1\": unexpected text \"hard\" in <capacity_limit>"},
-      {"unknown element", doc("<bogus/>"), "rtp_cluster.xml:3: cluster \"c1\": unknown element <bogus> in <rtp_cluster>"},
-      {"duplicate name", doc("<name>c2</name>"), "rtp_cluster.xml:3: cluster \"c1\": duplicate <name> (first at line 2)"},
-      {"duplicate capacity_limit", doc("<capacity_limit type=\"soft\"/><capacity_limit type=\"hard\"/>"), "rtp_cluster.xml:3: cluster \"c1\": duplicate <capacity_limit> (first at line 3)"},
-      {"attribute on cluster", "<rtp_cluster_config>\n<rtp_cluster id=\"1\"><name>c1</name></rtp_cluster></rtp_cluster_config>", "rtp_cluster.xml:2: cluster \"c1\": unexpected attribute \"id\" on <rtp_cluster>"},
-      {"inbound without port", doc("<disconnect_notify><inbound_address>127.0.0.1</inbound_address><dest_socket_prefix>/tmp/b2b</dest_socket_prefix></disconnect_notify>"), "rtp_cluster.xml:3: cluster \"c1\": <inbound_address>: a port is required"},
-      {"inbound bad", doc("<disconnect_notify><inbound_address>127.0.0.1:x</inbound_address><dest_socket_prefix>/tmp/b2b</dest_socket_prefix></disconnect_notify>"), "rtp_cluster.xml:3: cluster \"c1\": <inbound_address>: port must be 1..65535, got \"x\""},
-      {"missing prefix", doc("<disconnect_notify><inbound_address>127.0.0.1:5</inbound_address></disconnect_notify>"), "rtp_cluster.xml:3: cluster \"c1\": missing <dest_socket_prefix> in <disconnect_notify>"},
-      {"missing inbound", doc("<disconnect_notify><dest_socket_prefix>/tmp/b2b</dest_socket_prefix></disconnect_notify>"), "rtp_cluster.xml:3: cluster \"c1\": missing <inbound_address> in <disconnect_notify>"},
-      {"empty prefix", doc("<disconnect_notify><inbound_address>127.0.0.1:5</inbound_address><dest_socket_prefix/></disconnect_notify>"), "rtp_cluster.xml:3: cluster \"c1\": <dest_socket_prefix> must not be empty"},
-      {"prefix too long", doc("<disconnect_notify><inbound_address>127.0.0.1:5</inbound_address><dest_socket_prefix>/" + std::string(106, 'p') + "</dest_socket_prefix></disconnect_notify>"), "rtp_cluster.xml:3: cluster \"c1\": <dest_socket_prefix> is 107 bytes, at most 106 allowed"},
-      {"unknown in disconnect_notify", doc("<disconnect_notify><port>5</port></disconnect_notify>"), "rtp_cluster.xml:3: cluster \"c1\": unknown element <port> in <disconnect_notify>"},
-      {"tuning not a number", doc("<tuning><heartbeat_interval>abc</heartbeat_interval></tuning>"), "rtp_cluster.xml:3: cluster \"c1\": <heartbeat_interval> in <tuning> must be an integer >= 100, got \"abc\""},
-      {"tuning too small", doc("<tuning><session_table_size>100</session_table_size></tuning>"), "rtp_cluster.xml:3: cluster \"c1\": <session_table_size> in <tuning> must be an integer >= 1024, got \"100\""},
-      {"tuning too big", doc("<tuning><command_retries>11</command_retries></tuning>"), "rtp_cluster.xml:3: cluster \"c1\": <command_retries> in <tuning> must be at most 10, got \"11\""},
-      {"tuning beyond 64 bits", doc("<tuning><heartbeat_interval>18446744073709551619</heartbeat_interval></tuning>"), "rtp_cluster.xml:3: cluster \"c1\": <heartbeat_interval> in <tuning> must be at most 60000, got \"18446744073709551619\""},
-      {"tuning zero failures", doc("<tuning><heartbeat_failures>0</heartbeat_failures></tuning>"), "rtp_cluster.xml:3: cluster \"c1\": <heartbeat_failures> in <tuning> must be an integer >= 1, got \"0\""},
-      {"tuning timeout vs interval", doc("<tuning><command_timeout>1000</command_timeout></tuning>"), "rtp_cluster.xml:3: cluster \"c1\": <tuning>: <command_timeout> (1000 ms) must be less than <heartbeat_interval> (1000 ms)"},
-      {"tuning unknown", doc("<tuning><retries>1</retries></tuning>"), "rtp_cluster.xml:3: cluster \"c1\": unknown element <retries> in <tuning>"},
-      {"tuning duplicate", doc("<tuning><command_retries>1</command_retries><command_retries>2</command_retries></tuning>"), "rtp_cluster.xml:3: cluster \"c1\": duplicate <command_retries> (first at line 3)"},
+      {"capacity_limit type", doc("<capacity_limit type=\"medium\"/>"), clusterError(3, "<capacity_limit> type must be \"soft\" or \"hard\", got \"medium\"")},
+      {"capacity_limit no type", doc("<capacity_limit/>"), clusterError(3, "<capacity_limit> needs type=\"soft\" or type=\"hard\"")},
+      {"capacity_limit attribute", doc("<capacity_limit type=\"soft\" size=\"1\"/>"), clusterError(3, "unexpected attribute \"size\" on <capacity_limit>")},
+      {"capacity_limit text", doc("<capacity_limit type=\"soft\">hard</capacity_limit>"), clusterError(3, "unexpected text \"hard\" in <capacity_limit>")},
+      {"unknown element", doc("<bogus/>"), clusterError(3, "unknown element <bogus> in <rtp_cluster>")},
+      {"duplicate name", doc("<name>c2</name>"), clusterError(3, "duplicate <name> (first at line 2)")},
+      {"duplicate capacity_limit", doc("<capacity_limit type=\"soft\"/><capacity_limit type=\"hard\"/>"), clusterError(3, "duplicate <capacity_limit> (first at line 3)")},
+      {"attribute on cluster", "<rtp_cluster_config>\n<rtp_cluster id=\"1\"><name>c1</name></rtp_cluster></rtp_cluster_config>", clusterError(2, "unexpected attribute \"id\" on <rtp_cluster>")},
+      {"inbound without port", doc("<disconnect_notify><inbound_address>127.0.0.1</inbound_address><dest_socket_prefix>/tmp/b2b</dest_socket_prefix></disconnect_notify>"), clusterError(3, "<inbound_address>: a port is required")},
+      {"inbound bad", doc("<disconnect_notify><inbound_address>127.0.0.1:x</inbound_address><dest_socket_prefix>/tmp/b2b</dest_socket_prefix></disconnect_notify>"), clusterError(3, "<inbound_address>: port must be 1..65535, got \"x\"")},
+      {"missing prefix", doc("<disconnect_notify><inbound_address>127.0.0.1:5</inbound_address></disconnect_notify>"), clusterError(3, "missing <dest_socket_prefix> in <disconnect_notify>")},
+      {"missing inbound", doc("<disconnect_notify><dest_socket_prefix>/tmp/b2b</dest_socket_prefix></disconnect_notify>"), clusterError(3, "missing <inbound_address> in <disconnect_notify>")},
+      {"empty prefix", doc("<disconnect_notify><inbound_address>127.0.0.1:5</inbound_address><dest_socket_prefix/></disconnect_notify>"), clusterError(3, "<dest_socket_prefix> must not be empty")},
+      {"prefix too long", doc("<disconnect_notify><inbound_address>127.0.0.1:5</inbound_address><dest_socket_prefix>/" + std::string(106, 'p') + "</dest_socket_prefix></disconnect_notify>"), clusterError(3, "<dest_socket_prefix> is 107 bytes, at most 106 allowed")},
+      {"unknown in disconnect_notify", doc("<disconnect_notify><port>5</port></disconnect_notify>"), clusterError(3, "unknown element <port> in <disconnect_notify>")},
+      {"tuning not a number", doc("<tuning><heartbeat_interval>abc</heartbeat_interval></tuning>"), clusterError(3, "<heartbeat_interval> in <tuning> must be an integer >= 100, got \"abc\"")},
+      {"tuning too small", doc("<tuning><session_table_size>100</session_table_size></tuning>"), clusterError(3, "<session_table_size> in <tuning> must be an integer >= 1024, got \"100\"")},
+      {"tuning too big", doc("<tuning><command_retries>11</command_retries></tuning>"), clusterError(3, "<command_retries> in <tuning> must be at most 10, got \"11\"")},
+      {"tuning beyond 64 bits", doc("<tuning><heartbeat_interval>18446744073709551619</heartbeat_interval></tuning>"), clusterError(3, "<heartbeat_interval> in <tuning> must be at most 60000, got \"18446744073709551619\"")},
+      {"tuning zero failures", doc("<tuning><heartbeat_failures>0</heartbeat_failures></tuning>"), clusterError(3, "<heartbeat_failures> in <tuning> must be an integer >= 1, got \"0\"")},
+      {"tuning timeout vs interval", doc("<tuning><command_timeout>1000</command_timeout></tuning>"), clusterError(3, "<tuning>: <command_timeout> (1000 ms) must be less than <heartbeat_interval> (1000 ms)")},
+      {"tuning unknown", doc("<tuning><retries>1</retries></tuning>"), clusterError(3, "unknown element <retries> in <tuning>")},
+      {"tuning duplicate", doc("<tuning><command_retries>1</command_retries><command_retries>2</command_retries></tuning>"), clusterError(3, "duplicate <command_retries> (first at line 3)")},
   };
   expectErrors(cases);
 }
@@ -520,12 +532,12 @@ TEST(ConfigLoaderErrorTest, ClusterIdentityAndDocument) {
       {"root attribute", "<rtp_cluster_config version=\"2\"/>", "rtp_cluster.xml:1: unexpected attribute \"version\" on <rtp_cluster_config>"},
       {"unknown top-level", "<rtp_cluster_config>\n<cluster/>\n</rtp_cluster_config>", "rtp_cluster.xml:2: unknown element <cluster> in <rtp_cluster_config>"},
       {"top-level text", "<rtp_cluster_config>\nhello\n</rtp_cluster_config>", "rtp_cluster.xml:2: unexpected text \"hello\" in <rtp_cluster_config>"},
-      {"no rtpproxy", "<rtp_cluster_config>\n<rtp_cluster><name>c1</name><protocol>udp</protocol><address>127.0.0.1</address></rtp_cluster>\n</rtp_cluster_config>", "rtp_cluster.xml:2: cluster \"c1\": needs at least one <rtpproxy>"},
-      {"cluster protocol", "<rtp_cluster_config>\n<rtp_cluster><name>c1</name>\n<protocol>http</protocol><address>127.0.0.1</address>" + member + "</rtp_cluster>\n</rtp_cluster_config>", "rtp_cluster.xml:3: cluster \"c1\": <protocol> must be one of udp, udp6, unix, cunix, tcp, tcp6, got \"http\""},
+      {"no rtpproxy", "<rtp_cluster_config>\n<rtp_cluster><name>c1</name><protocol>udp</protocol><address>127.0.0.1</address></rtp_cluster>\n</rtp_cluster_config>", clusterError(2, "needs at least one <rtpproxy>")},
+      {"cluster protocol", "<rtp_cluster_config>\n<rtp_cluster><name>c1</name>\n<protocol>http</protocol><address>127.0.0.1</address>" + member + "</rtp_cluster>\n</rtp_cluster_config>", clusterError(3, "<protocol> must be one of udp, udp6, unix, cunix, tcp, tcp6, got \"http\"")},
       {"cluster missing name", "<rtp_cluster_config>\n<rtp_cluster><protocol>udp</protocol><address>127.0.0.1</address>" + member + "</rtp_cluster>\n</rtp_cluster_config>", "rtp_cluster.xml:2: cluster #1: missing <name>"},
       {"cluster empty name", "<rtp_cluster_config>\n<rtp_cluster><name/><protocol>udp</protocol><address>127.0.0.1</address>" + member + "</rtp_cluster>\n</rtp_cluster_config>", "rtp_cluster.xml:2: cluster #1: <name> must not be empty"},
-      {"cluster missing address", "<rtp_cluster_config>\n<rtp_cluster><name>c1</name><protocol>udp</protocol>" + member + "</rtp_cluster>\n</rtp_cluster_config>", "rtp_cluster.xml:2: cluster \"c1\": missing <address>"},
-      {"cluster unix path too long", "<rtp_cluster_config>\n<rtp_cluster><name>c1</name><protocol>unix</protocol>\n<address>/" + std::string(107, 's') + "</address>" + member + "</rtp_cluster>\n</rtp_cluster_config>", "rtp_cluster.xml:3: cluster \"c1\": <address>: unix socket path is 108 bytes, at most 107 fit"},
+      {"cluster missing address", "<rtp_cluster_config>\n<rtp_cluster><name>c1</name><protocol>udp</protocol>" + member + "</rtp_cluster>\n</rtp_cluster_config>", clusterError(2, "missing <address>")},
+      {"cluster unix path too long", "<rtp_cluster_config>\n<rtp_cluster><name>c1</name><protocol>unix</protocol>\n<address>/" + std::string(107, 's') + "</address>" + member + "</rtp_cluster>\n</rtp_cluster_config>", clusterError(3, "<address>: unix socket path is 108 bytes, at most 107 fit")},
       {"duplicate cluster name",
        "<rtp_cluster_config>\n"
        "<rtp_cluster><name>c1</name><protocol>udp</protocol><address>127.0.0.1:1</address>" + member + "</rtp_cluster>\n"
@@ -535,7 +547,7 @@ TEST(ConfigLoaderErrorTest, ClusterIdentityAndDocument) {
       {"duplicate member name",
        "<rtp_cluster_config>\n<rtp_cluster><name>c1</name><protocol>udp</protocol><address>127.0.0.1:1</address>\n" + member +
            "\n" + member + "</rtp_cluster>\n</rtp_cluster_config>",
-       "rtp_cluster.xml:4: cluster \"c1\": duplicate rtpproxy name \"R1\" (first at line 3)"},
+       clusterError(4, "duplicate rtpproxy name \"R1\" (first at line 3)")},
       {"duplicate control address",
        "<rtp_cluster_config>\n"
        "<rtp_cluster><name>c1</name><protocol>udp</protocol><address>127.0.0.1</address>" + member + "</rtp_cluster>\n"
@@ -557,7 +569,7 @@ TEST(ConfigLoaderErrorTest, LineNumbersCountCrLfLinesOnce) {
       "<rtp_cluster_config>\r\n<rtp_cluster><name>c1</name><protocol>udp</protocol><address>127.0.0.1</address>\r\n"
       "<rtpproxy><name>R1</name><protocol>udp</protocol><address>127.0.0.1:1</address>\r\n"
       "<weight>abc</weight><capacity>1</capacity></rtpproxy></rtp_cluster></rtp_cluster_config>\r\n");
-  EXPECT_EQ(r.error, "rtp_cluster.xml:4: rtpproxy \"R1\" in cluster \"c1\": <weight> must be an integer >= 0, got \"abc\"");
+  EXPECT_EQ(r.error, memberError(4, "<weight> must be an integer >= 0, got \"abc\""));
 }
 
 TEST(ConfigLoaderErrorTest, SecondClusterAndMemberArePlacedByPosition) {
@@ -572,8 +584,7 @@ TEST(ConfigLoaderErrorTest, SecondClusterAndMemberArePlacedByPosition) {
 
 TEST(ConfigLoaderErrorTest, LongHostileValuesAreCutAndEscaped) {
   const LoadResult r = load(member5("<weight>" + std::string(100, '9') + "x</weight><capacity>1</capacity>"));
-  EXPECT_EQ(r.error, "rtp_cluster.xml:5: rtpproxy \"R1\" in cluster \"c1\": <weight> must be an integer >= 0, got \"" +
-                         std::string(64, '9') + "\"...");
+  EXPECT_EQ(r.error, memberError(5, "<weight> must be an integer >= 0, got \"" + std::string(64, '9') + "\"..."));
 }
 
 TEST(ConfigLoaderErrorTest, TooManyMembers) {
