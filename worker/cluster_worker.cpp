@@ -22,6 +22,9 @@ constexpr std::string_view kVersionReply = "20040107";
 constexpr uint64_t kMinRetryBudgetMs = 40;
 // D commands held for an offline member, and for how long.
 constexpr size_t kMaxDeferredDeletes = 10000;
+// Heartbeats in a row a DRAINING member must report no sessions before the
+// calls still bound to it are taken as stale (see checkDrained).
+constexpr uint32_t kIdleHeartbeatsToDrain = 3;
 constexpr uint64_t kDeferredDeleteTtlMs = 60000;
 // Commands held while the members of a just-started worker are probed.
 constexpr size_t kMaxHeldCommands = 4096;
@@ -95,6 +98,10 @@ struct ClusterWorker::Member final : MemberLinkClient {
   uint64_t timeouts = 0;
   uint64_t failovers = 0;
   uint64_t deferred_total = 0;
+  uint64_t deferred_dropped = 0;  // D lost because the queue was full
+  // Heartbeats in a row that found this DRAINING member idle (no sessions)
+  // while the cluster still had calls bound to it: those calls' D never came.
+  uint32_t idle_heartbeats = 0;
 
   explicit Member(const HealthPolicy& policy) : health(policy) {}
   ~Member() override {
@@ -143,6 +150,7 @@ struct ClusterWorker::Job {
   bool stats_started = false;
   uint16_t stats_missing = 0;
   uint16_t stats_members = 0;
+  uint16_t stats_live = 0;  // members that answered this G themselves
   int stats_error = 0;
 
   uint64_t token(uint16_t member_index) const {
@@ -442,15 +450,27 @@ OpResult ClusterWorker::applyConfig(const ClusterConfig& config) {
   return {};
 }
 
-void ClusterWorker::checkDrained(Member& m) {
+void ClusterWorker::checkDrained(Member& m, bool after_heartbeat) {
   if (m.removed || m.status != AdminStatus::kDraining) return;
   if (!m.online()) {
     removeMember(m, "drained_offline");
     return;
   }
-  if (m.bound() != 0) return;
   std::optional<double> active = m.health.activeSessions();
-  if (!m.health.statsUnsupported() && active && *active >= 0.5) return;
+  const bool relay_idle = !m.health.statsUnsupported() && active && *active < 0.5;
+  if (m.bound() != 0) {
+    // The relay says it has no sessions left, yet calls are still bound to
+    // it: their D was lost (or the relay restarted). Without this rule one
+    // lost D would keep the member DRAINING for ever.
+    if (!after_heartbeat) return;
+    m.idle_heartbeats = relay_idle ? m.idle_heartbeats + 1 : 0;
+    if (m.idle_heartbeats < kIdleHeartbeatsToDrain) return;
+    spdlog::info("MEMBER_DRAIN_STALE_CALLS cluster={} member={} bound={} idle_heartbeats={}", config_.name,
+                 m.config.name, m.bound(), m.idle_heartbeats);
+    removeMember(m, "drained_relay_idle");
+    return;
+  }
+  if (!m.health.statsUnsupported() && !relay_idle) return;
   removeMember(m, "drained");
 }
 
@@ -519,6 +539,13 @@ void ClusterWorker::applyHealth(Member& m, const HealthAction& action) {
                    healthReasonName(t.reason));
     }
   }
+  if (action.transition && action.transition->to == HealthState::kOffline &&
+      m.status == AdminStatus::kDraining) {
+    // Offline by failed commands rather than by a heartbeat: the drained
+    // check would otherwise only run again when the member is back.
+    checkDrained(m);
+    if (m.removed) return;
+  }
   if (action.send != ProbeKind::kNone) {
     uint64_t timeout = action.reply_deadline_ms > now ? action.reply_deadline_ms - now : 1;
     auto shape = action.send == ProbeKind::kHeartbeat ? MemberLink::ReplyShape::kInfo
@@ -542,7 +569,7 @@ void ClusterWorker::onProbeReply(Member& m, ProbeKind kind, LinkOutcome outcome,
   HealthAction action = outcome == LinkOutcome::kReply ? m.health.onReply(kind, body, now)
                                                        : m.health.onTimeout(kind, now);
   applyHealth(m, action);
-  if (kind == ProbeKind::kHeartbeat) checkDrained(m);
+  if (kind == ProbeKind::kHeartbeat) checkDrained(m, true);
 }
 
 void ClusterWorker::noteCommandOutcome(Member& m, bool ok) {
@@ -606,6 +633,7 @@ ClusterWorker::Job* ClusterWorker::newJob(ControlRequest* request) {
   j.stats_started = false;
   j.stats_missing = 0;
   j.stats_members = 0;
+  j.stats_live = 0;
   j.stats_error = 0;
   return &j;
 }
@@ -639,8 +667,11 @@ void ClusterWorker::answer(Job& job, std::string_view body) {
 void ClusterWorker::answerError(ControlRequest* request, int code, std::string_view reason) {
   if (code >= 993) {
     ++counters_.cluster_errors;
-    spdlog::warn("CLUSTER_ERROR cluster={} code=E{} reason={} command={}", config_.name, code,
-                 reason, request->command.letter());
+    uint64_t suppressed = 0;
+    if (log_cluster_error_.allow(nowMs(), suppressed)) {
+      spdlog::warn("CLUSTER_ERROR cluster={} code=E{} reason={} command={} suppressed={}", config_.name, code,
+                   reason, request->command.letter(), suppressed);
+    }
   }
   char buf[16];
   buf[0] = 'E';
@@ -798,6 +829,15 @@ void ClusterWorker::routeByCall(ControlRequest* request) {
         formatCommand(cmd, CommandEdits{}, scratch_command_);
         member->deferred_deletes.push_back({std::string(scratch_command_.view()), now});
         ++member->deferred_total;
+      } else {
+        ++member->deferred_dropped;
+        uint64_t suppressed = 0;
+        if (log_delete_dropped_.allow(now, suppressed)) {
+          spdlog::warn("DELETE_DROPPED cluster={} member={} reason=deferred_queue_full queued={} dropped_total={} "
+                       "suppressed={}",
+                       config_.name, member->config.name, member->deferred_deletes.size(),
+                       member->deferred_dropped, suppressed);
+        }
       }
       table_->markDeleted(cmd.call_id, now);
       ++counters_.answered_locally;
@@ -964,39 +1004,15 @@ void ClusterWorker::onMemberReply(Member& m, uint64_t token, LinkOutcome outcome
   // Broadcasts.
   --job->outstanding;
   ++job->answered;
-  if (outcome != LinkOutcome::kReply) {
+  if (job->kind == kJobStats) {
+    collectStats(*job, m, outcome, body);
+  } else if (outcome != LinkOutcome::kReply) {
     job->any_timeout = true;
     job->all_ok = false;
   } else {
     RtppReply reply = classifyReply(body);
     const RtppCommand& cmd = job->request->command;
     switch (job->kind) {
-      case kJobStats: {
-        StatsValues values;
-        bool ok = parseStatsReply(cmd, reply.body, values);
-        std::string_view key = cmd.body;
-        if (ok) {
-          m.stats_cache_key.assign(key);
-          m.stats_cache = values;
-          m.stats_cache_valid = true;
-        } else if (m.stats_cache_valid && m.stats_cache_key == key) {
-          values = m.stats_cache;
-          ok = true;
-        }
-        if (ok) {
-          if (!job->stats_started) {
-            job->stats = values;
-            job->stats_started = true;
-          } else if (!addStats(job->stats, values)) {
-            ++job->stats_missing;
-          }
-        } else {
-          ++job->stats_missing;
-          if (reply.kind == ReplyKind::kError && job->stats_error == 0)
-            job->stats_error = reply.error_code;
-        }
-        break;
-      }
       case kJobDeleteAll:
       case kJobFeature: {
         std::string_view expect = job->kind == kJobDeleteAll ? "0" : "1";
@@ -1064,8 +1080,11 @@ void ClusterWorker::finishBroadcast(Job& job) {
         startCreate(job);
         return;
       }
-      spdlog::warn("BROADCAST_AMBIGUOUS cluster={} positives={} command=U", config_.name,
-                   job.positives);
+      uint64_t suppressed = 0;
+      if (log_ambiguous_.allow(now, suppressed)) {
+        spdlog::warn("BROADCAST_AMBIGUOUS cluster={} positives={} command=U suppressed={}", config_.name,
+                     job.positives, suppressed);
+      }
       answer(job, "0");
       return;
     }
@@ -1104,17 +1123,56 @@ void ClusterWorker::finishBroadcast(Job& job) {
   }
 }
 
+// One member's part of a G broadcast. A member that does not answer (or
+// answers with an error) contributes its last good answer to the same G.
+void ClusterWorker::collectStats(Job& job, Member& m, LinkOutcome outcome, std::string_view body) {
+  const RtppCommand& cmd = job.request->command;
+  const std::string_view key = cmd.body;
+  StatsValues values;
+  bool ok = false;
+  if (outcome == LinkOutcome::kReply) {
+    const RtppReply reply = classifyReply(body);
+    ok = parseStatsReply(cmd, reply.body, values);
+    if (ok) {
+      ++job.stats_live;
+      m.stats_cache_key.assign(key);
+      m.stats_cache = values;
+      m.stats_cache_valid = true;
+    } else if (reply.kind == ReplyKind::kError && job.stats_error == 0) {
+      job.stats_error = reply.error_code;
+    }
+  } else {
+    job.any_timeout = true;
+    job.all_ok = false;
+  }
+  if (!ok && m.stats_cache_valid && m.stats_cache_key == key) {
+    values = m.stats_cache;
+    ok = true;
+  }
+  if (!ok) {
+    ++job.stats_missing;
+  } else if (!job.stats_started) {
+    job.stats = values;
+    job.stats_started = true;
+  } else if (!addStats(job.stats, values)) {
+    ++job.stats_missing;
+  }
+}
+
 void ClusterWorker::finishStats(Job& job) {
   ControlRequest* r = job.request;
-  if (!job.stats_started) {
+  if (!job.stats_started || job.stats_live == 0) {
     int code = job.stats_error != 0 && !job.any_timeout ? job.stats_error : ecode::kStatsAllFailed;
     releaseJob(job);
     answerError(r, code, "stats_all_failed");
     return;
   }
   if (job.stats_missing != 0) {
-    spdlog::warn("STATS_PARTIAL cluster={} missing={} of={}", config_.name, job.stats_missing,
-                 job.stats_members);
+    // REFERENCE.md section 4: a member that failed and has no answer to this
+    // same G cached makes the sum meaningless; say so rather than undercount.
+    releaseJob(job);
+    answerError(r, ecode::kStatsNothingCached, "stats_member_failed_nothing_cached");
+    return;
   }
   scratch_reply_.clear();
   if (!formatStatsReply(r->command, job.stats, scratch_reply_)) {
@@ -1137,7 +1195,11 @@ void ClusterWorker::deliverForward(Job& job, Member& m, LinkOutcome outcome, std
     m.deferred_deletes.push_back({std::string(scratch_command_.view()), nowMs()});
     ++m.deferred_total;
     table_->markDeleted(cmd.call_id, nowMs());
-    spdlog::warn("DELETE_DEFERRED cluster={} member={} reason=member_timeout", config_.name, m.config.name);
+    uint64_t suppressed = 0;
+    if (log_delete_deferred_.allow(nowMs(), suppressed)) {
+      spdlog::warn("DELETE_DEFERRED cluster={} member={} reason=member_timeout suppressed={}", config_.name,
+                   m.config.name, suppressed);
+    }
     answer(job, "0");
     return;
   }
@@ -1181,8 +1243,11 @@ void ClusterWorker::deliverCreate(Job& job, Member& m, LinkOutcome outcome, std:
     job.tried.set(m.index);
     ++m.failovers;
     const uint64_t now = nowMs();
-    spdlog::warn("SESSION_FAILOVER cluster={} member={} reason={}", config_.name, m.config.name,
-                 outcome == LinkOutcome::kReply ? "refused" : "timeout");
+    uint64_t suppressed = 0;
+    if (log_failover_.allow(now, suppressed)) {
+      spdlog::warn("SESSION_FAILOVER cluster={} member={} reason={} suppressed={}", config_.name, m.config.name,
+                   outcome == LinkOutcome::kReply ? "refused" : "timeout", suppressed);
+    }
     if (job.deadline_ms > now + kMinRetryBudgetMs) {
       ++counters_.failovers;
       startCreate(job);

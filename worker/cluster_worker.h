@@ -21,6 +21,7 @@
 
 #include "shared/command_tally.h"
 #include "shared/config.h"
+#include "shared/log_limiter.h"
 #include "shared/rtpp_command.h"
 #include "shared/rtpp_reply.h"
 #include "shared/rtpp_stats.h"
@@ -129,6 +130,7 @@ class ClusterWorker : public CommandHandler {
   void formatFor(const Member& member, const RtppCommand& cmd, bool as_lookup,
                  CommandBuffer& out);
   void finishBroadcast(Job& job);
+  void collectStats(Job& job, Member& member, LinkOutcome outcome, std::string_view body);
   void finishStats(Job& job);
   void deliverForward(Job& job, Member& member, LinkOutcome outcome, std::string_view body);
   void deliverCreate(Job& job, Member& member, LinkOutcome outcome, std::string_view body);
@@ -143,7 +145,7 @@ class ClusterWorker : public CommandHandler {
   void applyHealth(Member& member, const HealthAction& action);
   void onProbeReply(Member& member, ProbeKind kind, LinkOutcome outcome, std::string_view body);
   void noteCommandOutcome(Member& member, bool ok);
-  void checkDrained(Member& member);
+  void checkDrained(Member& member, bool after_heartbeat = false);
   void removeMember(Member& member, std::string_view reason);
   void flushDeferredDeletes(Member& member);
   void updateNotifyPeers();
@@ -186,6 +188,12 @@ class ClusterWorker : public CommandHandler {
   event* reaper_ = nullptr;  // destroys removed members outside their link callbacks
   std::vector<std::unique_ptr<Member>> graveyard_;
   std::vector<std::unique_ptr<MemberLink>> dead_links_;
+  // Per-command warnings, limited so that an outage cannot flood the log.
+  LogLimiter log_cluster_error_;
+  LogLimiter log_failover_;
+  LogLimiter log_delete_deferred_;
+  LogLimiter log_delete_dropped_;
+  LogLimiter log_ambiguous_;
 };
 
 }  // namespace rtpc

@@ -526,6 +526,77 @@ TEST(ClusterWorkerOps, PauseResumeDeleteAdd) {
   ASSERT_TRUE(h.runUntil([&] { return h.member("r1").online; }));
 }
 
+// G is broadcast and summed; a member that does not answer contributes its
+// last good answer to the same G (REFERENCE.md section 4), E994 when it has
+// none, E993 when no member answered at all.
+TEST(ClusterWorkerOps, StatsAreSummedAndAMissingMemberUsesItsCachedAnswer) {
+  Cluster c(Transport::kUdp, Transport::kUdp, 2);
+  c.config.tuning.heartbeat_interval_ms = 60000;  // members stay online while muted
+  c.config.tuning.heartbeat_failures = 5;
+  c.config.tuning.command_timeout_ms = 400;
+  ASSERT_TRUE(c.start());
+  Harness& h = c.h;
+  std::set<int> used;
+  for (int i = 0; i < 12; ++i) used.insert(c.create("g" + std::to_string(i)));
+  ASSERT_EQ(used, (std::set<int>{0, 1}));
+  EXPECT_EQ(h.command("Gv nsess_created"), "nsess_created=12");
+  EXPECT_EQ(h.command("G nsess_created"), "12");  // each member caches its answer to this exact G
+
+  c.relays[1]->admin("mute on");
+  EXPECT_EQ(h.command("G nsess_created"), "12") << "r1's cached answer";
+  EXPECT_EQ(h.command("G ncmds_rcvd"), "E994") << "r1 never answered this G";
+  c.relays[0]->admin("mute on");
+  EXPECT_EQ(h.command("G nsess_created"), "E993") << "cached answers alone are no answer";
+  c.relays[0]->admin("mute off");
+  c.relays[1]->admin("mute off");
+}
+
+// A D that never reached the cluster (lost by the signalling, or the relay
+// restarted) must not keep a draining member for ever: once the relay itself
+// reports no sessions for a few heartbeats, its stale bound calls go with it.
+TEST(ClusterWorkerOps, DrainFinishesWhenTheRelayHasNoSessionsThoughCallsAreStillBound) {
+  Cluster c(Transport::kUdp, Transport::kUdp, 2);
+  ASSERT_TRUE(c.start());
+  Harness& h = c.h;
+  ASSERT_TRUE(h.worker().pauseMember("r0").ok);
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(c.create("stale" + std::to_string(i)), 1);
+  ASSERT_TRUE(h.worker().resumeMember("r0").ok);
+  ASSERT_TRUE(h.worker().deleteMember("r1").ok);
+
+  // The relay still has the sessions: the member stays, DRAINING.
+  h.runFor(milliseconds(1500));
+  ASSERT_TRUE(h.hasMember("r1"));
+  EXPECT_EQ(h.member("r1").status, AdminStatus::kDraining);
+  EXPECT_EQ(h.member("r1").bound_sessions, 5u);
+
+  // The sessions end behind the cluster's back (as if every D was lost).
+  ControlClient direct(c.relays[1]->address());
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(direct.command("D stale" + std::to_string(i) + " ft"), "0");
+  ASSERT_TRUE(h.runUntil([&] { return !h.hasMember("r1"); }, milliseconds(5000)))
+      << "bound " << h.member("r1").bound_sessions;
+  EXPECT_TRUE(h.member("r0").online);
+}
+
+// A draining member that goes offline through failed commands (not through a
+// missed heartbeat) is removed at once, like one that misses heartbeats.
+TEST(ClusterWorkerOps, DrainingMemberOfflineByFailedCommandsIsRemoved) {
+  Cluster c(Transport::kUdp, Transport::kUdp, 2);
+  c.config.tuning.heartbeat_interval_ms = 60000;  // only commands can take it offline
+  c.config.tuning.command_timeout_ms = 200;
+  ASSERT_TRUE(c.start());
+  Harness& h = c.h;
+  ASSERT_TRUE(h.worker().pauseMember("r0").ok);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(c.create("off" + std::to_string(i)), 1);
+  ASSERT_TRUE(h.worker().deleteMember("r1").ok);
+  ASSERT_TRUE(h.hasMember("r1"));
+  c.relays[1]->admin("mute on");
+  for (int i = 0; i < 4 && h.hasMember("r1"); ++i) {
+    h.command("L off" + std::to_string(i) + " 192.0.2.2 5000 ft tt");
+  }
+  EXPECT_TRUE(h.runUntil([&] { return !h.hasMember("r1"); }, milliseconds(1000)));
+  c.relays[1]->admin("mute off");
+}
+
 TEST(ClusterWorkerOps, ApplyConfigKeepsUnchangedMembers) {
   Cluster c(Transport::kUdp, Transport::kUdp, 3);
   ASSERT_TRUE(c.start());
