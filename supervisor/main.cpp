@@ -1,14 +1,16 @@
 // rtp_cluster: the daemon (supervisor + one worker process per cluster), or
 // with -d the configuration check.
 
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <iostream>
 #include <string>
+#include <string_view>
 
 #include "shared/config_loader.h"
+#include "shared/log_quote.h"
+#include "shared/log_setup.h"
 #include "supervisor/config_check.h"
 #include "supervisor/control_socket.h"
 #include "supervisor/daemon.h"
@@ -24,19 +26,26 @@ namespace {
 
 const std::string kProgram = "rtp_cluster";
 
-int fail(const std::string& message) {
-  std::cerr << kProgram << ": " << message << '\n';
-  return 1;
+// Everything logs to stderr: the terminal or the journal with -f, the log
+// file once detached (Daemon::detach puts it on fd 2), in the supervisor and
+// every worker. Asked again after detaching: stderr is another file then.
+void setUpLogging(rtpc::LogLevel level) {
+  rtpc::setUpLogging(static_cast<spdlog::level::level_enum>(level), rtpc::stderrIsJournal());
 }
 
-// Everything logs to stderr: the terminal with -f, the log file otherwise
-// (Daemon::detach puts it on fd 2), in the supervisor and every worker.
-void setUpLogging(rtpc::LogLevel level) {
-  auto logger = spdlog::stderr_logger_st("rtp_cluster");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e [%P] %l %v");
-  logger->set_level(static_cast<spdlog::level::level_enum>(level));
-  logger->flush_on(spdlog::level::trace);
-  spdlog::set_default_logger(logger);
+// Every failed start ends here, once: one STARTUP_FAILED line in the log
+// (the log file once detached; stderr before that and with -f) and the
+// reason on the terminal, through the waiting parent once detached. `reason`
+// is the step that failed, for alerts; `error` the text for people.
+int startupFailed(std::string_view reason, const std::string& error, bool detached) {
+  spdlog::error("STARTUP_FAILED reason={} error={}", reason, rtpc::logQuoted(error));
+  if (detached) {
+    rtpc::Daemon::reportFailure(error);
+  } else {
+    // The journal files this line as an error too.
+    std::cerr << (rtpc::stderrIsJournal() ? "<3>" : "") << kProgram << ": " << error << std::endl;
+  }
+  return 1;
 }
 
 }  // namespace
@@ -69,32 +78,38 @@ int main(int argc, char** argv) {
   if (rtpc::isUnixPath(o.admin_address.transport)) o.admin_address.path = rtpc::Daemon::absolutePath(o.admin_address.path);
   settings.shm_name = rtpc::Daemon::shmNameFor(o.pid_file);
   settings.log_to_file = !o.foreground;
+  setUpLogging(o.log_level);
+
+  // Detached first, so that every later failure (the config, a second
+  // instance) is logged to the log file as well; the waiting parent still
+  // prints it on the terminal.
+  const bool detached = !o.foreground;
+  std::string error;
+  if (detached) {
+    if (!rtpc::Daemon::detach(o.log_file, error)) return startupFailed("detach", error, false);
+    setUpLogging(o.log_level);
+  }
 
   rtpc::LoadResult loaded = rtpc::loadConfigFile(o.config_file);
-  if (!loaded.ok()) return fail(loaded.error);
-  std::string error;
-  if (!rtpc::resolveSocketOwner(o.owner_user, o.owner_group, settings.owner, error)) return fail(error);
+  if (!loaded.ok()) return startupFailed("config", loaded.error, detached);
+  if (!rtpc::resolveSocketOwner(o.owner_user, o.owner_group, settings.owner, error)) {
+    return startupFailed("socket_owner", error, detached);
+  }
 
-  // Locked before detaching, so that a second instance says why on the terminal.
   std::unique_ptr<rtpc::PidFile> pid_file = rtpc::PidFile::acquire(o.pid_file, error);
-  if (!pid_file) return fail(error);
-  if (!o.foreground && !rtpc::Daemon::detach(o.log_file, error)) return fail(error);
-  setUpLogging(o.log_level);
+  if (!pid_file) return startupFailed("pid_file", error, detached);
   if (!pid_file->write(getpid(), error)) {
     pid_file.reset();
-    rtpc::Daemon::reportFailure(error);
-    return fail(error);
+    return startupFailed("pid_file", error, detached);
   }
 
   std::unique_ptr<rtpc::Supervisor> supervisor =
       rtpc::Supervisor::create(settings, std::move(*loaded.config), error);
   if (!supervisor) {
-    spdlog::error("STARTUP_FAILED error=\"{}\"", error);
-    // Cleaned up before the waiting parent exits: nothing is left behind
-    // once `rtp_cluster` has returned.
+    // Removed before the waiting parent exits: nothing is left behind once
+    // `rtp_cluster` has returned.
     pid_file.reset();
-    rtpc::Daemon::reportFailure(error);
-    return o.foreground ? fail(error) : 1;
+    return startupFailed("setup", error, detached);
   }
   rtpc::Daemon::reportReady();
   if (o.foreground) std::cout << "READY pid=" << getpid() << std::endl;

@@ -12,6 +12,7 @@
 #include "shared/admin_command.h"
 #include "shared/admin_render.h"
 #include "shared/config_loader.h"
+#include "shared/log_quote.h"
 #include "shared/metrics_render.h"
 #include "shared/shm_segment.h"
 #include "supervisor/daemon.h"
@@ -100,6 +101,7 @@ bool Supervisor::start(std::string& error) {
   spdlog::info("SUPERVISOR_READY pid={} config={} clusters={} members={} admin={} shm={}", getpid(),
                settings_.options.config_file, config_.clusters.size(), config_.memberCount(),
                settings_.options.admin_address.uri(), settings_.shm_name);
+  ready_ = true;
   return true;
 }
 
@@ -120,7 +122,8 @@ void Supervisor::shutdown() {
   signal_fd_ = -1;
   if (base_ != nullptr) event_base_free(base_);
   base_ = nullptr;
-  spdlog::info("SUPERVISOR_STOPPED pid={}", getpid());
+  // A start that failed is reported once, by STARTUP_FAILED: it never ran.
+  if (ready_) spdlog::info("SUPERVISOR_STOPPED pid={}", getpid());
 }
 
 int Supervisor::run() {
@@ -144,18 +147,24 @@ void Supervisor::onSignal() {
           for (char& ch : text) {
             if (ch == '\n') ch = ' ';
           }
-          spdlog::info("RELOAD_RESULT source=SIGHUP answer=\"{}\"", text);
+          spdlog::info("RELOAD_RESULT source=SIGHUP answer={}", logQuoted(text));
         });
         break;
       case SIGUSR1: {
-        if (settings_.log_to_file) {
-          std::string error;
-          if (!Daemon::reopenLog(settings_.options.log_file, error)) {
-            spdlog::error("LOG_REOPEN_FAILED error=\"{}\"", error);
-          }
+        if (!settings_.log_to_file) {
+          // -f: stderr is the terminal or the journal, -L is unused; the
+          // workers have no file either.
+          spdlog::debug("LOG_REOPEN_SKIPPED reason=foreground");
+          break;
         }
+        std::string error;
+        if (Daemon::reopenLog(settings_.options.log_file, error)) {
+          spdlog::info("LOG_REOPENED file={}", settings_.options.log_file);
+        } else {
+          spdlog::error("LOG_REOPEN_FAILED file={} error={}", settings_.options.log_file, logQuoted(error));
+        }
+        // Each worker reopens on its own and reports its own failure.
         pool_->signalAll(SIGUSR1);
-        spdlog::info("LOG_REOPENED file={}", settings_.options.log_file);
         break;
       }
       case SIGTERM:
@@ -199,7 +208,7 @@ void Supervisor::onAdminLine(uint64_t connection, std::string_view line) {
     case AdminAction::kDeleteMember:
     case AdminAction::kSuspendMember:
     case AdminAction::kResumeMember: {
-      spdlog::info("ADMIN_COMMAND command=\"{}\"", line);
+      spdlog::info("ADMIN_COMMAND command={}", logQuoted(line));
       AdminServer* admin = admin_.get();
       pool_->modify(command, std::string(line), [admin, connection](const std::string& answer) {
         admin->answer(connection, answer == "OK" ? std::string("OK\n") : answer + "\n");
@@ -230,7 +239,7 @@ void Supervisor::reload(std::function<void(const std::string&)> done) {
   Daemon::notify("RELOADING=1");
   LoadResult loaded = loadConfigFile(settings_.options.config_file);
   if (!loaded.ok()) {
-    spdlog::error("RELOAD_FAILED error=\"{}\"", loaded.error);
+    spdlog::error("RELOAD_FAILED error={}", logQuoted(loaded.error));
     Daemon::notify("READY=1");
     done("ERROR: " + loaded.error + "\n");
     return;
@@ -269,7 +278,7 @@ void Supervisor::reload(std::function<void(const std::string&)> done) {
     sockets.emplace(name, std::move(s));
   }
   if (!error.empty()) {
-    spdlog::error("RELOAD_FAILED error=\"{}\"", error);
+    spdlog::error("RELOAD_FAILED error={}", logQuoted(error));
     Daemon::notify("READY=1");
     done("ERROR: " + error + "\n");  // the sockets bound so far close with `sockets`
     return;
@@ -288,7 +297,7 @@ void Supervisor::reload(std::function<void(const std::string&)> done) {
     if (std::find(plan.added.begin(), plan.added.end(), c.name) != plan.added.end()) {
       std::string why;
       if (!pool_->add(c, index, std::move(socket), why)) {
-        spdlog::error("RELOAD_CLUSTER_FAILED cluster={} error=\"{}\"", c.name, why);
+        spdlog::error("RELOAD_CLUSTER_FAILED cluster={} error={}", c.name, logQuoted(why));
         failures += failures.empty() ? why : "; " + why;
       }
     } else if (std::find(plan.restarted.begin(), plan.restarted.end(), c.name) != plan.restarted.end()) {
@@ -328,7 +337,7 @@ void Supervisor::reload(std::function<void(const std::string&)> done) {
   };
   for (const std::string& name : plan.members_changed) {
     pool_->apply(*next.findCluster(name), [finishOne, name](const std::string& answer) {
-      if (answer != "OK") spdlog::warn("RELOAD_APPLY_FAILED cluster={} answer=\"{}\"", name, answer);
+      if (answer != "OK") spdlog::warn("RELOAD_APPLY_FAILED cluster={} answer={}", name, logQuoted(answer));
       finishOne();
     });
   }

@@ -74,6 +74,7 @@ class Supervisor : public AdminServer::Handler {
   std::unique_ptr<WorkerPool> pool_;
   int signal_fd_ = -1;
   event* signal_event_ = nullptr;
+  bool ready_ = false;  // start() succeeded
   bool reloading_ = false;
   bool shut_down_ = false;
 };

@@ -13,6 +13,7 @@
 #include <deque>
 #include <thread>
 
+#include "shared/log_quote.h"
 #include "shared/shm_segment.h"
 #include "worker/worker_process.h"
 
@@ -216,7 +217,8 @@ bool WorkerPool::add(const ClusterConfig& cluster, uint32_t config_index, std::u
 void WorkerPool::spawn(Worker& w) {
   int sp[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
-    spdlog::error("WORKER_SPAWN_FAILED cluster={} error=\"socketpair: {}\"", w.config.name, std::strerror(errno));
+    spdlog::error("WORKER_SPAWN_FAILED cluster={} error={}", w.config.name,
+                  logQuoted(std::string("socketpair: ") + std::strerror(errno)));
     w.state = Worker::State::kBackoff;
     const timeval delay = msToTimeval(w.backoff_ms);
     evtimer_add(w.restart_timer, &delay);
@@ -230,7 +232,8 @@ void WorkerPool::spawn(Worker& w) {
   close(sp[1]);
   if (pid < 0) {
     close(sp[0]);
-    spdlog::error("WORKER_SPAWN_FAILED cluster={} error=\"fork: {}\"", w.config.name, std::strerror(errno));
+    spdlog::error("WORKER_SPAWN_FAILED cluster={} error={}", w.config.name,
+                  logQuoted(std::string("fork: ") + std::strerror(errno)));
     w.state = Worker::State::kBackoff;
     const timeval delay = msToTimeval(w.backoff_ms);
     evtimer_add(w.restart_timer, &delay);
@@ -397,7 +400,7 @@ void WorkerPool::startAfterStop(Worker& w) {
   const std::optional<ClusterSlot> slot = segment_.allocateCluster(w.config.name, w.config.tuning.session_table_size, why);
   if (!slot) {
     // The old block is kept by the slot; the worker runs with what it has.
-    spdlog::error("CLUSTER_TABLE_RESIZE_FAILED cluster={} error=\"{}\"", w.config.name, why);
+    spdlog::error("CLUSTER_TABLE_RESIZE_FAILED cluster={} error={}", w.config.name, logQuoted(why));
   } else {
     w.slot = slot->index;
     spdlog::info("CLUSTER_RECONFIGURED cluster={} slot={} table_kept={}", w.config.name, w.slot, slot->table_kept);
@@ -445,7 +448,7 @@ void WorkerPool::flushQueue(Worker& w) {
     const std::string message = std::to_string(r->id) + " " + r->body;
     if (::send(w.channel, message.data(), message.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;  // the timeout answers it
-      spdlog::warn("WORKER_REQUEST_FAILED cluster={} error=\"{}\"", w.config.name, std::strerror(errno));
+      spdlog::warn("WORKER_REQUEST_FAILED cluster={} error={}", w.config.name, logQuoted(std::strerror(errno)));
       return;  // the worker is going away; its exit or the timeout answers
     }
     const uint64_t id = r->id;

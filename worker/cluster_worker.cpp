@@ -8,6 +8,7 @@
 #include <deque>
 #include <new>
 
+#include "shared/log_quote.h"
 #include "shared/url_quote.h"
 
 namespace rtpc {
@@ -310,7 +311,7 @@ void ClusterWorker::updateNotifyPeers() {
   }
   std::string error;
   if (!notify_relay_->setAllowedPeers(hosts, &error))
-    spdlog::warn("NOTIFY_PEERS_UNRESOLVED cluster={} error=\"{}\"", config_.name, error);
+    spdlog::warn("NOTIFY_PEERS_UNRESOLVED cluster={} error={}", config_.name, logQuoted(error));
 }
 
 double ClusterWorker::random01() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
@@ -1133,7 +1134,7 @@ void ClusterWorker::finishBroadcast(Job& job) {
     // Not a warning: an L for a call nobody has is a normal negative answer.
     spdlog::debug("UL_NEGATIVE cluster={} command=L call_id={} route=broadcast positives={} answered={} "
                   "timeout={} reply=0",
-                  config_.name, cmd.call_id, job.positives, job.answered, job.any_timeout);
+                  config_.name, logQuoted(cmd.call_id), job.positives, job.answered, job.any_timeout);
     answer(job, "0");
     return;
   }
@@ -1298,8 +1299,8 @@ void ClusterWorker::answerUlReply(Job& job, const Member& m, const RtppReply& re
   // one by itself) answers "0"; the signalling then logs "port 0". This line
   // tells such a member answer from a broadcast nobody answered.
   if (spdlog::should_log(spdlog::level::debug) && !isPositiveReply(cmd.type, reply)) {
-    spdlog::debug("UL_NEGATIVE cluster={} command={} call_id={} route={} member={} reply='{}'", config_.name,
-                  cmd.letter(), cmd.call_id, routeName(job.route), m.config.name, reply.body);
+    spdlog::debug("UL_NEGATIVE cluster={} command={} call_id={} route={} member={} reply={}", config_.name,
+                  cmd.letter(), logQuoted(cmd.call_id), routeName(job.route), m.config.name, logQuoted(reply.body));
   }
   // wan_address (reference rule): a positive answer shows the member's
   // public address unless the client asked for a specific local address

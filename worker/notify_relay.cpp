@@ -18,6 +18,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "shared/log_quote.h"
 #include "shared/url_quote.h"
 
 namespace rtpc {
@@ -526,7 +527,7 @@ void NotifyRelay::Impl::acceptAll() {
         event_del(listen_event);
         const timeval tv = msToTimeval(1000);
         evtimer_add(accept_resume, &tv);
-        spdlog::warn("NOTIFY_ACCEPT_FAILED address={} error=\"{}\"", address.uri(), std::strerror(errno));
+        spdlog::warn("NOTIFY_ACCEPT_FAILED address={} error={}", address.uri(), logQuoted(std::strerror(errno)));
       }
       return;
     }
@@ -593,8 +594,8 @@ void NotifyRelay::Impl::noteDropped(const Destination& d, size_t lines, std::str
   counters.dropped += lines;
   uint64_t suppressed = 0;
   if (log_dropped.allow(monotonicNs(), intervalNs(), suppressed)) {
-    spdlog::warn("NOTIFY_DROPPED dest={} reason={} error=\"{}\" count={} suppressed={}",
-                 printable(d.path, kMaxUnixPathBytes), reason, err != 0 ? std::strerror(err) : "",
+    spdlog::warn("NOTIFY_DROPPED dest={} reason={} error={} count={} suppressed={}",
+                 printable(d.path, kMaxUnixPathBytes), reason, logQuoted(err != 0 ? std::strerror(err) : ""),
                  lines, suppressed);
   }
 }

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "shared/config_loader.h"
+#include "shared/log_setup.h"
 #include "worker/cluster_worker.h"
 
 namespace {
@@ -57,8 +58,9 @@ int main(int argc, char** argv) {
     }
   }
   if (config_path.empty()) return usage("-c FILE is required");
-  spdlog::set_level(spdlog::level::from_str(level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
+  // The daemon's log format on stderr (stdout carries LISTENING), with the
+  // journal's priority prefix when run as a systemd service.
+  rtpc::setUpLogging(spdlog::level::from_str(level), rtpc::stderrIsJournal());
 
   rtpc::LoadResult loaded = rtpc::loadConfigFile(config_path);
   if (!loaded.ok()) {

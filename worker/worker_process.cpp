@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "shared/admin_command.h"
+#include "shared/log_quote.h"
 #include "shared/session_table.h"
 #include "shared/shm_segment.h"
 #include "shared/status_snapshot.h"
@@ -327,7 +328,7 @@ int WorkerProcess::run() {
   if (options_.supervisor_pid != 0 && getppid() != options_.supervisor_pid) return 1;
   std::string error;
   if (!setUp(error)) {
-    spdlog::error("WORKER_START_FAILED cluster={} error=\"{}\"", options_.config.name, error);
+    spdlog::error("WORKER_START_FAILED cluster={} error={}", options_.config.name, logQuoted(error));
     return 1;
   }
   publish();
@@ -343,7 +344,8 @@ void WorkerProcess::onChannel() {
     const ssize_t n = recv(options_.channel_fd, message_.data(), message_.size(), MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-      spdlog::error("WORKER_CHANNEL_ERROR cluster={} error=\"{}\"", options_.config.name, std::strerror(errno));
+      spdlog::error("WORKER_CHANNEL_ERROR cluster={} error={}", options_.config.name,
+                    logQuoted(std::strerror(errno)));
       exit_code_ = 1;
       event_base_loopexit(base_, nullptr);
       return;
@@ -365,8 +367,8 @@ void WorkerProcess::onChannel() {
     // Publish before answering, so an `ls` right after the OK shows the change.
     publish();
     if (send(options_.channel_fd, answer.data(), answer.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-      spdlog::warn("WORKER_ANSWER_LOST cluster={} id={} error=\"{}\"", options_.config.name, request->id,
-                   std::strerror(errno));
+      spdlog::warn("WORKER_ANSWER_LOST cluster={} id={} error={}", options_.config.name, request->id,
+                   logQuoted(std::strerror(errno)));
     }
   }
 }
@@ -392,7 +394,7 @@ void WorkerProcess::reopenLog() {
   if (options_.log_file.empty()) return;
   const int fd = open(options_.log_file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd < 0) {
-    spdlog::error("LOG_REOPEN_FAILED file={} error=\"{}\"", options_.log_file, std::strerror(errno));
+    spdlog::error("LOG_REOPEN_FAILED file={} error={}", options_.log_file, logQuoted(std::strerror(errno)));
     return;
   }
   dup2(fd, STDERR_FILENO);

@@ -10,7 +10,9 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -603,8 +605,11 @@ TEST(Daemon, ASecondInstanceWithTheSamePidFileIsRefused) {
   const RunResult second = run({daemonBin(), "-f", "-c", d.configPath(), "-P", d.pidFile(), "-s",
                                 dir.file("admin2.sock"), "-L", dir.file("log2")});
   EXPECT_EQ(second.status, 1);
-  EXPECT_EQ(second.err, "rtp_cluster: another rtp_cluster is running (pid " + std::to_string(d.process().pid()) +
-                            ", pid file " + d.pidFile() + ")\n");
+  // With -f stderr is also the log: the STARTUP_FAILED line comes first (DaemonLog tests).
+  EXPECT_NE(second.err.find("\nrtp_cluster: another rtp_cluster is running (pid " + std::to_string(d.process().pid()) +
+                            ", pid file " + d.pidFile() + ")\n"),
+            std::string::npos)
+      << second.err;
   EXPECT_FALSE(exists(dir.file("admin2.sock")));
   EXPECT_TRUE(exists(d.adminPath())) << "the running instance is untouched";
   EXPECT_EQ(d.ok("ls").substr(0, 12), "Cluster: #0\n");
@@ -820,6 +825,358 @@ TEST(Daemon, MetricsEndpointIsScrapedDuringTraffic) {
     return sample(httpGet(metrics, "/metrics"),
                   "rtp_cluster_member_admin_status{cluster=\"m\",member=\"r1\",status=\"SUSPENDED\"}") == 1;
   }));
+}
+
+
+// ---------------------------------------------------------------------------
+// Log lines: what SIGUSR1 claims, escaped values, one STARTUP_FAILED per
+// failed start, and the journal's priority prefix (docs/operation.md
+// section 5).
+
+// The lines of `text` that contain `key`.
+std::vector<std::string> linesWith(const std::string& text, const std::string& key) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find(key) != std::string::npos) out.push_back(line);
+  }
+  return out;
+}
+
+// The value of `key="..."` at the end of `line`, unescaped; nullopt unless
+// the quoted value is well formed and ends the line (an unescaped `"`
+// inside it ends the value early and fails this).
+std::optional<std::string> quotedValueAtEnd(const std::string& line, const std::string& key) {
+  static const std::regex escaped(R"re("(?:[^"\\]|\\.)*"$)re");
+  const size_t at = line.find(" " + key + "=\"");
+  if (at == std::string::npos) return std::nullopt;
+  const std::string quoted = line.substr(at + key.size() + 2);
+  if (!std::regex_match(quoted, escaped)) return std::nullopt;
+  std::string out;
+  for (size_t i = 1; i + 1 < quoted.size(); ++i) {
+    if (quoted[i] != '\\') {
+      out += quoted[i];
+    } else if (quoted[i + 1] == 'x' && i + 3 < quoted.size()) {
+      out += static_cast<char>(std::stoi(quoted.substr(i + 2, 2), nullptr, 16));
+      i += 3;
+    } else {
+      out += quoted[++i];
+    }
+  }
+  return out;
+}
+
+// "DEVICE:INODE" of a file, as systemd writes JOURNAL_STREAM.
+std::string streamId(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return "";
+  return std::to_string(static_cast<uint64_t>(st.st_dev)) + ":" + std::to_string(static_cast<uint64_t>(st.st_ino));
+}
+
+// rtp_cluster with stdout and stderr appended to files (so that a test can
+// name stderr's inode in JOURNAL_STREAM). `journal_stream` empty: the
+// variable is unset in the daemon.
+pid_t spawnToFiles(const std::vector<std::string>& args, const std::string& out, const std::string& err,
+                   const std::string& journal_stream) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int o = open(out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int e = open(err.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (o < 0 || e < 0) _exit(126);
+    dup2(o, STDOUT_FILENO);
+    dup2(e, STDERR_FILENO);
+    if (journal_stream.empty()) {
+      unsetenv("JOURNAL_STREAM");
+    } else {
+      setenv("JOURNAL_STREAM", journal_stream.c_str(), 1);
+    }
+    std::vector<std::string> copy = args;
+    std::vector<char*> argv;
+    for (std::string& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// The exit code of `pid` once it ended within `limit`; -1 otherwise (then killed).
+int waitExit(pid_t pid, milliseconds limit = kWait) {
+  int status = 0;
+  if (!eventually([&] { return waitpid(pid, &status, WNOHANG) == pid; }, limit, milliseconds(10))) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// SIGTERM at scope exit, for a daemon the test only knows by pid.
+struct TermAtExit {
+  pid_t pid = 0;
+  ~TermAtExit() {
+    if (pid > 0) kill(pid, SIGTERM);
+  }
+};
+
+TEST(DaemonLog, ForegroundSigusr1ReopensNothingAndSaysSoAtDebugLevel) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  writeFile(dir.file("c.xml"), configXml(clusterXml("c1", "unix", dir.file("c1.sock"),
+                                                    memberXml("r1", "udp", hostPort(r1.address())))));
+  const pid_t pid = spawnToFiles({daemonBin(), "-f", "--log-level", "debug", "-c", dir.file("c.xml"), "-P",
+                                  dir.file("pid"), "-s", dir.file("admin.sock"), "-L", dir.file("unused.log")},
+                                 dir.file("out"), dir.file("err"), "");
+  TermAtExit stop{pid};
+  ASSERT_TRUE(eventually([&] { return readFile(dir.file("out")).find("READY pid=") != std::string::npos; }));
+  kill(pid, SIGUSR1);
+  ASSERT_TRUE(eventually([&] { return !linesWith(readFile(dir.file("err")), "LOG_REOPEN_SKIPPED").empty(); }));
+  // A later event, so that anything SIGUSR1 logged is in the file by now.
+  kill(pid, SIGTERM);
+  EXPECT_EQ(waitExit(pid), 0);
+  stop.pid = 0;
+  const std::string err = readFile(dir.file("err"));
+  const std::vector<std::string> skipped = linesWith(err, "LOG_REOPEN_SKIPPED");
+  ASSERT_EQ(skipped.size(), 1U) << err;
+  EXPECT_NE(skipped[0].find("] debug LOG_REOPEN_SKIPPED reason=foreground"), std::string::npos) << skipped[0];
+  EXPECT_TRUE(linesWith(err, "LOG_REOPENED").empty()) << err;
+  EXPECT_FALSE(exists(dir.file("unused.log"))) << "-L is not used with -f";
+}
+
+TEST(DaemonLog, AFailedReopenIsLoggedOnceByEachProcessAndNeverCalledReopened) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  writeFile(dir.file("c.xml"), configXml(clusterXml("c1", "unix", dir.file("c1.sock"),
+                                                    memberXml("r1", "udp", hostPort(r1.address())))));
+  ASSERT_EQ(mkdir(dir.file("logs").c_str(), 0755), 0);
+  const std::string log = dir.file("logs/rtp_cluster.log");
+  const RunResult started = run({daemonBin(), "-c", dir.file("c.xml"), "-P", dir.file("pid"), "-s",
+                                 dir.file("admin.sock"), "-L", log});
+  ASSERT_EQ(started.status, 0) << started.err;
+  const pid_t daemon = static_cast<pid_t>(std::atoi(readFile(dir.file("pid")).c_str()));
+  ASSERT_GT(daemon, 0);
+  TermAtExit stop{daemon};
+  ASSERT_TRUE(eventually([&] { return readFile(log).find("WORKER_READY cluster=c1") != std::string::npos; }));
+
+  // The directory is gone: the reopen fails, logging goes on into the old file.
+  ASSERT_EQ(rename(dir.file("logs").c_str(), dir.file("moved").c_str()), 0);
+  const std::string old_log = dir.file("moved/rtp_cluster.log");
+  kill(daemon, SIGUSR1);
+  EXPECT_TRUE(eventually([&] { return linesWith(readFile(old_log), "LOG_REOPEN_FAILED").size() == 2; }))
+      << readFile(old_log);
+  // Anything the SIGUSR1 handlers logged precedes this line.
+  kill(daemon, SIGHUP);
+  EXPECT_TRUE(eventually([&] { return readFile(old_log).find("RELOAD_RESULT") != std::string::npos; }));
+
+  const std::string text = readFile(old_log);
+  EXPECT_TRUE(linesWith(text, "LOG_REOPENED").empty()) << text;
+  const std::vector<std::string> by_supervisor = linesWith(text, "[" + std::to_string(daemon) + "] error LOG_REOPEN_FAILED");
+  ASSERT_EQ(by_supervisor.size(), 1U) << text;
+  EXPECT_NE(by_supervisor[0].find(" file=" + log + " error=\""), std::string::npos) << by_supervisor[0];
+  EXPECT_EQ(linesWith(text, "LOG_REOPEN_FAILED file=" + log).size(), 2U) << "the worker reports its own" << text;
+  EXPECT_FALSE(exists(log));
+}
+
+TEST(DaemonLog, FreeTextValuesEscapeQuotesAndBackslashesAndReadBackExactly) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  const std::string good = configXml(clusterXml("c1", "unix", dir.file("c1.sock"),
+                                                memberXml("r1", "udp", hostPort(r1.address()))));
+  writeFile(dir.file("c.xml"), good);
+  const pid_t pid = spawnToFiles({daemonBin(), "-f", "-c", dir.file("c.xml"), "-P", dir.file("pid"), "-s",
+                                  dir.file("admin.sock")},
+                                 dir.file("out"), dir.file("err"), "");
+  TermAtExit stop{pid};
+  ASSERT_TRUE(eventually([&] { return readFile(dir.file("out")).find("READY pid=") != std::string::npos; }));
+
+  // The config error quotes the bad value, which itself has `"` and `\`.
+  std::string bad = good;
+  bad.replace(bad.find("<weight>100</weight>"), 20, "<weight>a\"b\\c</weight>");
+  writeFile(dir.file("c.xml"), bad);
+  const std::string admin_answer = run({clientBin(), "-s", dir.file("admin.sock"), "reload"}).out;
+  ASSERT_EQ(admin_answer.rfind("ERROR: ", 0), 0U) << admin_answer;
+  ASSERT_NE(admin_answer.find("\"r1\""), std::string::npos) << admin_answer;
+  const std::string error = admin_answer.substr(7, admin_answer.size() - 8);
+  kill(pid, SIGHUP);
+  ASSERT_TRUE(eventually([&] { return !linesWith(readFile(dir.file("err")), "RELOAD_RESULT").empty(); }));
+  // An admin command line with both, logged as received.
+  const std::string command = "modify c1 delete no\"such\\member";
+  run({clientBin(), "-s", dir.file("admin.sock"), "modify", "c1", "delete", "no\"such\\member"});
+  ASSERT_TRUE(eventually([&] { return !linesWith(readFile(dir.file("err")), "ADMIN_COMMAND command=\"modify").empty(); }));
+
+  const std::string err = readFile(dir.file("err"));
+  const std::vector<std::string> failed = linesWith(err, "RELOAD_FAILED");
+  ASSERT_EQ(failed.size(), 2U) << err;
+  for (const std::string& line : failed) EXPECT_EQ(quotedValueAtEnd(line, "error"), error) << line;
+  const std::vector<std::string> result = linesWith(err, "RELOAD_RESULT");
+  ASSERT_EQ(result.size(), 1U) << err;
+  EXPECT_EQ(quotedValueAtEnd(result[0], "answer"), "ERROR: " + error) << result[0];
+  const std::vector<std::string> logged = linesWith(err, "ADMIN_COMMAND command=\"modify");
+  ASSERT_EQ(logged.size(), 1U) << err;
+  EXPECT_EQ(quotedValueAtEnd(logged[0], "command"), command) << logged[0];
+}
+
+// One failed start: how it is made to fail, and the STARTUP_FAILED reason.
+struct FailedStart {
+  const char* name;
+  bool foreground;
+  const char* cause;  // "config", "second_instance", "socket"
+  const char* reason;
+};
+
+TEST(DaemonLog, EveryFailedStartLogsOneStartupFailedLineAndNoSupervisorStopped) {
+  const FailedStart cases[] = {
+      {"config error, -f", true, "config", "config"},
+      {"config error, detached", false, "config", "config"},
+      {"second instance, -f", true, "second_instance", "pid_file"},
+      {"second instance, detached", false, "second_instance", "pid_file"},
+      {"control socket, -f", true, "socket", "setup"},
+      {"control socket, detached", false, "socket", "setup"},
+  };
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  const std::string member = memberXml("r1", "udp", hostPort(r1.address()));
+  DaemonUnderTest first(dir);
+  ASSERT_TRUE(first.start(configXml(clusterXml("c1", "unix", dir.file("c1.sock"), member))));
+  int n = 0;
+  for (const FailedStart& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string tag = std::to_string(n++);
+    const std::string config = dir.file("c" + tag + ".xml");
+    const std::string log = dir.file("log" + tag);
+    const std::string cause = c.cause;
+    const std::string control = cause == "socket" ? "/nonexistent/dir/c.sock" : dir.file("s" + tag + ".sock");
+    std::string xml = configXml(clusterXml("x", "unix", control, member));
+    if (cause == "config") xml.replace(xml.find("<weight>100"), 11, "<weight>-1");
+    writeFile(config, xml);
+    std::vector<std::string> args = {daemonBin(), "-c", config, "-P",
+                                     cause == "second_instance" ? first.pidFile() : dir.file("p" + tag),
+                                     "-s", dir.file("a" + tag + ".sock"), "-L", log};
+    if (c.foreground) args.push_back("-f");
+    const RunResult r = run(args);
+    EXPECT_EQ(r.status, 1);
+
+    // -f: stderr is the log. Detached: the log file is, and stderr gets the
+    // reason alone from the waiting parent.
+    const std::string text = c.foreground ? r.err : readFile(log);
+    const std::vector<std::string> lines = linesWith(text, "STARTUP_FAILED");
+    ASSERT_EQ(lines.size(), 1U) << text;
+    EXPECT_NE(lines[0].find("] error STARTUP_FAILED reason=" + std::string(c.reason) + " error=\""), std::string::npos)
+        << lines[0];
+    EXPECT_TRUE(linesWith(text, "SUPERVISOR_STOPPED").empty()) << text;
+    const std::optional<std::string> error = quotedValueAtEnd(lines[0], "error");
+    ASSERT_TRUE(error) << lines[0];
+    if (c.foreground) {
+      EXPECT_EQ(linesWith(r.err, "rtp_cluster: " + *error).size(), 1U) << r.err;
+      EXPECT_FALSE(exists(log));
+    } else {
+      EXPECT_EQ(r.err, "rtp_cluster: " + *error + "\n");
+    }
+    if (cause == "second_instance") {
+      EXPECT_EQ(error->rfind("another rtp_cluster is running (pid " + std::to_string(first.process().pid()), 0), 0U);
+    }
+  }
+  EXPECT_EQ(first.ok("ls").substr(0, 12), "Cluster: #0\n") << "the running instance is untouched";
+}
+
+// Where stderr goes and whether JOURNAL_STREAM names it.
+struct JournalCase {
+  const char* name;
+  bool foreground;
+  const char* journal;  // "none": unset, "stderr": stderr's dev:ino, "other": another file's
+  bool prefixed;
+};
+
+// The syslog priority digit that journald must see for a level word.
+char priorityOf(const std::string& level) {
+  if (level == "critical") return '2';
+  if (level == "error") return '3';
+  if (level == "warning") return '4';
+  if (level == "info") return '6';
+  return '7';
+}
+
+TEST(DaemonLog, EveryLineCarriesItsSyslogPriorityExactlyWhenStderrIsTheJournal) {
+  const JournalCase cases[] = {
+      {"-f, stderr is the journal", true, "stderr", true},
+      {"-f, no JOURNAL_STREAM", true, "none", false},
+      {"-f, JOURNAL_STREAM of another file (stderr redirected)", true, "other", false},
+      {"detached: the log file is stderr, not the journal", false, "stderr", false},
+  };
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  const std::string dead = "127.0.0.1:" + std::to_string(freeLoopbackPort(SOCK_DGRAM));
+  int n = 0;
+  for (const JournalCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string tag = std::to_string(n++);
+    const std::string config = dir.file("c" + tag + ".xml");
+    const std::string good = configXml(clusterXml(
+        "c1", "unix", dir.file("c" + tag + ".sock"),
+        memberXml("r1", "udp", hostPort(r1.address())) + memberXml("dead", "udp", dead)));
+    writeFile(config, good);
+    const std::string out = dir.file("out" + tag);
+    const std::string err = dir.file("err" + tag);
+    const std::string log = dir.file("log" + tag);
+    writeFile(err, "");
+    writeFile(dir.file("other"), "");
+    const std::string journal = std::string(c.journal) == "none"     ? ""
+                                : std::string(c.journal) == "stderr" ? streamId(err)
+                                                                     : streamId(dir.file("other"));
+    std::vector<std::string> args = {daemonBin(), "--log-level", "debug", "-c", config, "-P",
+                                     dir.file("p" + tag), "-s", dir.file("a" + tag + ".sock"), "-L", log};
+    if (c.foreground) args.push_back("-f");
+    const pid_t launched = spawnToFiles(args, out, err, journal);
+    pid_t daemon = launched;
+    TermAtExit stop{launched};
+    if (c.foreground) {
+      ASSERT_TRUE(eventually([&] { return readFile(out).find("READY pid=") != std::string::npos; }));
+    } else {
+      ASSERT_EQ(waitExit(launched), 0) << readFile(err);
+      daemon = static_cast<pid_t>(std::atoi(readFile(dir.file("p" + tag)).c_str()));
+      ASSERT_GT(daemon, 0);
+      stop.pid = daemon;
+    }
+    const std::string logged = c.foreground ? err : log;
+    // warning (a worker's), then debug or info (SIGUSR1), then error (a bad reload).
+    ASSERT_TRUE(eventually([&] { return readFile(logged).find("MEMBER_OFFLINE cluster=c1 member=dead") != std::string::npos; }));
+    kill(daemon, SIGUSR1);
+    writeFile(config, configXml("<oops/>"));
+    kill(daemon, SIGHUP);
+    ASSERT_TRUE(eventually([&] { return readFile(logged).find("RELOAD_RESULT") != std::string::npos; }));
+    kill(daemon, SIGTERM);
+    ASSERT_TRUE(eventually([&] { return readFile(logged).find("SUPERVISOR_STOPPED") != std::string::npos; }));
+    if (c.foreground) {
+      EXPECT_EQ(waitExit(launched), 0);
+    }
+    stop.pid = 0;
+
+    static const std::regex shape(R"re(^(<[0-9]>)?\d{4}-\d\d-\d\dT[0-9:.]+ \[(\d+)\] (\w+) .*)re");
+    std::istringstream in(readFile(logged));
+    std::set<char> priorities;
+    std::set<std::string> pids;
+    std::string wrong;  // lines whose prefix is missing, unwanted or not their level's
+    size_t count = 0;
+    for (std::string line; std::getline(in, line); ++count) {
+      std::smatch m;
+      ASSERT_TRUE(std::regex_match(line, m, shape)) << line;
+      const bool right = c.prefixed ? m[1].matched && m[1].str()[1] == priorityOf(m[3].str()) : !m[1].matched;
+      if (!right) wrong += line + "\n";
+      if (m[1].matched) priorities.insert(m[1].str()[1]);
+      pids.insert(m[2].str());
+    }
+    EXPECT_EQ(wrong, "");
+    EXPECT_GT(count, 5U);
+    EXPECT_GE(pids.size(), 2U) << "the supervisor's and the worker's lines";
+    if (c.prefixed) {
+      EXPECT_EQ(priorities, (std::set<char>{'3', '4', '6', '7'}));
+    }
+  }
 }
 
 }  // namespace
