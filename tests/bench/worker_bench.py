@@ -22,6 +22,7 @@ Python 3 standard library only.
 import argparse
 import os
 import re
+import resource
 import signal
 import socket
 import statistics
@@ -99,6 +100,22 @@ def rss(pid):
             if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
                 out[k] = int(v.split()[0]) * 1024
     return out
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """utime + stime of a running process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def children_cpu_seconds():
+    """CPU of waited-for children (each finished rtpp_loadgen)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def run_loadgen(loadgen, args, timeout):
@@ -213,12 +230,25 @@ def main():
         cases = [("direct", 1, direct), ("worker", 1, through),
                  ("direct", 64, direct), ("worker", 64, through)]
         runs = {(c, w): [] for c, w, _ in cases}
+        relay_pids = [p.p.pid for p in procs[:2]]
         for rep in range(args.repeat):
             for case, w, target in cases:
+                # CPU each part spends per command: where a 2-core machine's
+                # time goes, and the throughput it allows at best.
+                w0, r0, c0 = cpu_seconds(wpid), sum(cpu_seconds(p) for p in relay_pids), children_cpu_seconds()
                 res = run_loadgen(loadgen, ["-t", target, "-w", str(w), "-d", str(args.duration)],
                                   timeout)
+                cmds = max(res["cmds"], 1)
+                wk = (cpu_seconds(wpid) - w0) / cmds * 1e6
+                rl = (sum(cpu_seconds(p) for p in relay_pids) - r0) / cmds * 1e6
+                lg = (children_cpu_seconds() - c0) / cmds * 1e6
+                res["cpu_us"] = wk + rl + lg
                 runs[(case, w)].append(res)
                 print(bench_line(case, w, res, f" run={rep + 1} load=\"{loadavg()}\""), flush=True)
+                print(f"CPU case={case} w={w} us_per_cmd worker={wk:.1f} relays={rl:.1f} "
+                      f"loadgen={lg:.1f} total={wk + rl + lg:.1f} "
+                      f"cps_bound_{os.cpu_count()}cores={os.cpu_count() * 1e6 / max(wk + rl + lg, 0.01):.0f}",
+                      flush=True)
 
         rss_before = rss(wpid)
         t0 = time.monotonic()
