@@ -618,6 +618,23 @@ void ClusterWorker::flushDeferredDeletes(Member& m) {
   }
 }
 
+// A create that timed out on a member may still have been carried out there
+// (a slow relay answers after our deadline). The call now lives on another
+// member, so nobody would ever delete that copy: the relay would keep a
+// session (and its ports) until its own timeout. Delete it now, without
+// waiting for the answer (a relay that never created it answers E50 or 0).
+void ClusterWorker::deleteOrphan(Member& m, const RtppCommand& cmd) {
+  scratch_orphan_.assign("D ");
+  scratch_orphan_.append(cmd.call_id);
+  scratch_orphan_.push_back(' ');
+  scratch_orphan_.append(cmd.from_tag);
+  if (!m.online()) {
+    if (m.deferred_deletes.size() < kMaxDeferredDeletes) m.deferred_deletes.push_back({scratch_orphan_, nowMs()});
+    return;
+  }
+  m.link->send(scratch_orphan_, std::chrono::milliseconds(config_.tuning.command_timeout_ms), 0xffffffffull);
+}
+
 // ---------------------------------------------------------------------------
 // Jobs.
 
@@ -1269,6 +1286,7 @@ void ClusterWorker::deliverCreate(Job& job, Member& m, LinkOutcome outcome, std:
   if (retry) {
     job.tried.set(m.index);
     ++m.failovers;
+    if (outcome == LinkOutcome::kTimeout) deleteOrphan(m, cmd);
     const uint64_t now = nowMs();
     uint64_t suppressed = 0;
     if (log_failover_.allow(now, suppressed)) {

@@ -130,6 +130,7 @@ class ClusterWorker : public CommandHandler {
   void formatFor(const Member& member, const RtppCommand& cmd, bool as_lookup,
                  CommandBuffer& out);
   void finishBroadcast(Job& job);
+  void deleteOrphan(Member& member, const RtppCommand& cmd);
   void collectStats(Job& job, Member& member, LinkOutcome outcome, std::string_view body);
   void finishStats(Job& job);
   void deliverForward(Job& job, Member& member, LinkOutcome outcome, std::string_view body);
@@ -175,6 +176,7 @@ class ClusterWorker : public CommandHandler {
   CommandBuffer scratch_command_;
   ReplyBuffer scratch_reply_;
   std::string scratch_tag_;
+  std::string scratch_orphan_;  // "D <call-id> <from-tag>" of deleteOrphan
   std::string scratch_notify_;  // "<suffix> <decoded tag>" before quoting
   std::string notify_socket_;   // "tcp:%%CC_SELF%%:<relay port>", set once
   std::mt19937_64 rng_;

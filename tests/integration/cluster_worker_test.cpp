@@ -427,6 +427,17 @@ TEST(ClusterWorkerFaults, SlowRelayNewSessionFailsOverWithinTheClientDeadline) {
   });
   EXPECT_EQ(on_other, 6);
   EXPECT_GT(c.h.worker().counters().failovers + 0, 0u);
+  // The slow relay carries out the creates late. The calls live on r1 now, so
+  // the cluster must delete those copies itself: nobody else ever will.
+  c.relays[0]->admin("delay 0");
+  const uint64_t tried_on_slow = c.h.member("r0").failovers;
+  ASSERT_GT(tried_on_slow, 0u);
+  EXPECT_TRUE(c.h.runUntil([&] { return c.relays[0]->stat("sessions_created") >= tried_on_slow; },
+                           milliseconds(5000)))
+      << c.relays[0]->admin("stats");
+  EXPECT_TRUE(c.h.runUntil([&] { return c.relays[0]->stat("sessions") == 0; }, milliseconds(5000)))
+      << "orphan sessions left on the slow relay: " << c.relays[0]->stat("sessions");
+  EXPECT_EQ(c.relays[1]->stat("sessions"), 6u);
 }
 
 TEST(ClusterWorkerFaults, RefusingRelayNewSessionFailsOver) {
