@@ -256,8 +256,27 @@ bool ClusterWorker::init(std::string& error) {
   }
 
   keep_attached_calls_ = table_attached;
-  for (const MemberConfig& m : config_.members) {
-    OpResult r = addMemberInternal(m);
+  // Members the previous worker had go back to their indexes first, then the
+  // others fill the free indexes, so no member takes another one's calls.
+  std::vector<bool> placed(config_.members.size(), false);
+  if (table_attached) {
+    for (size_t i = 0; i < config_.members.size(); ++i) {
+      for (const auto& [name, index] : options_.previous_slots) {
+        if (name != config_.members[i].name || index >= kMaxMembersPerCluster) continue;
+        if (index < members_.size() && members_[index] != nullptr) break;
+        OpResult r = addMemberInternal(config_.members[i], index);
+        if (!r.ok) {
+          error = r.message;
+          return false;
+        }
+        placed[i] = true;
+        break;
+      }
+    }
+  }
+  for (size_t i = 0; i < config_.members.size(); ++i) {
+    if (placed[i]) continue;
+    OpResult r = addMemberInternal(config_.members[i]);
     if (!r.ok) {
       error = r.message;
       return false;
@@ -339,12 +358,25 @@ bool ClusterWorker::anyOnline() const {
   return false;
 }
 
-OpResult ClusterWorker::addMemberInternal(const MemberConfig& cfg) {
+OpResult ClusterWorker::addMemberInternal(const MemberConfig& cfg, int preferred_index) {
   if (findMember(cfg.name) != nullptr) return {false, cfg.name + ": RTPproxy already exists"};
   size_t index = 0;
-  while (index < members_.size() && members_[index] != nullptr) ++index;
+  if (preferred_index >= 0) {
+    index = static_cast<size_t>(preferred_index);
+  } else {
+    // Skip the indexes a previous worker's member still owns in the table.
+    auto reserved = [&](size_t i) {
+      if (!keep_attached_calls_) return false;
+      for (const auto& slot : options_.previous_slots) {
+        if (slot.second == i) return true;
+      }
+      return false;
+    };
+    while (index < members_.size() && (members_[index] != nullptr || reserved(index))) ++index;
+    while (index >= members_.size() && index < kMaxMembersPerCluster && reserved(index)) ++index;
+  }
   if (index >= kMaxMembersPerCluster) return {false, cfg.name + ": too many members in the cluster"};
-  if (index == members_.size()) members_.emplace_back();
+  if (index >= members_.size()) members_.resize(index + 1);
 
   auto m = std::make_unique<Member>(healthPolicyFrom(config_.tuning));
   m->worker = this;

@@ -81,6 +81,11 @@ class ClusterWorker : public CommandHandler {
     void* session_memory = nullptr;    // session table block (shared memory); null = own heap block
     size_t session_bytes = 0;
     uint64_t random_seed = 0;          // 0 = from std::random_device
+    // Slot (index) each member had in the previous worker, by name: a
+    // restarted worker gives its members the same indexes, so the calls the
+    // attached table binds to them stay theirs (members added or deleted at
+    // run time would otherwise shift the indexes).
+    std::vector<std::pair<std::string, uint16_t>> previous_slots;
   };
 
   static std::unique_ptr<ClusterWorker> create(event_base* base, Options options,
@@ -159,7 +164,7 @@ class ClusterWorker : public CommandHandler {
   Job* newJob(ControlRequest* request);
   void releaseJob(Job& job);
   Job* jobFor(uint64_t token);
-  OpResult addMemberInternal(const MemberConfig& member);
+  OpResult addMemberInternal(const MemberConfig& member, int preferred_index = -1);
   uint64_t nowMs() const;
   double random01();
 

@@ -182,6 +182,17 @@ class TableKeeper {
     }
   }
 
+  // Name -> index of the previous worker's members, for ClusterWorker to
+  // give them the same indexes again.
+  std::vector<std::pair<std::string, uint16_t>> previousSlots() const {
+    std::vector<std::pair<std::string, uint16_t>> out;
+    if (!saved_) return out;
+    for (size_t i = 0; i < previous_.size(); ++i) {
+      if (!previous_[i].empty()) out.emplace_back(previous_[i], static_cast<uint16_t>(i));
+    }
+    return out;
+  }
+
   void restore(const ClusterWorker& worker, void* memory, size_t bytes) {
     if (!saved_) return;
     SessionTable* table = SessionTable::attach(memory, bytes);
@@ -284,6 +295,7 @@ bool WorkerProcess::setUp(std::string& error) {
   const size_t table_bytes = wo.session_bytes;
   TableKeeper keeper;
   keeper.save(*options_.segment, options_.slot, table_memory, table_bytes);
+  wo.previous_slots = keeper.previousSlots();
   worker_ = ClusterWorker::create(base_, std::move(wo), error);
   if (!worker_) return false;
   options_.control_fd = -1;  // the listener owns it now

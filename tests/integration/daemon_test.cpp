@@ -340,13 +340,61 @@ TEST(Daemon, ModifyRoundTripsThroughTheClientAndSurviveAWorkerCrash) {
     const pid_t now = d.workerPid(0);
     return now > 0 && now != before;
   }));
-  ASSERT_TRUE(eventually([&] { return allOnline(d, "c1", 2); }));
-  EXPECT_NE(d.ok("ls").find("online members = 2 (1 active, 1 suspended, 0 draining)"), std::string::npos);
+  // Until the new worker publishes, ls shows its predecessor's records; then
+  // its members are probing for a few ms: wait for the settled state.
+  std::string after_restart;
+  EXPECT_TRUE(eventually([&] {
+    after_restart = d.ok("ls");
+    return after_restart.find("online members = 2 (1 active, 1 suspended, 0 draining)") != std::string::npos;
+  })) << after_restart;
   EXPECT_NE(d.ok("workers").find("restarts = 1\n"), std::string::npos);
 
   EXPECT_EQ(d.ok("modify c1 resume r1"), "OK\n");
   EXPECT_EQ(d.ok("modify c1 delete r2"), "OK\n");
   EXPECT_TRUE(eventually([&] { return d.client("ls").out.find("online members = 1 (1 active, 0 suspended, 0 draining)") != std::string::npos; }));
+}
+
+// Members added and deleted at run time shift the order of the member set; a
+// restarted worker must still give every member the index its calls are bound
+// to in the shared table, or it forgets them (and broadcasts every command).
+TEST(Daemon, ARestartedWorkerKeepsTheCallsOfMembersAddedAtRunTime) {
+  TempDir dir;
+  TestRelay r1, r2, r3;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  ASSERT_TRUE(r2.start("udp:127.0.0.1:0", dir.file("r2.adm")));
+  ASSERT_TRUE(r3.start("udp:127.0.0.1:0", dir.file("r3.adm")));
+  const uint16_t control = freeLoopbackPort(SOCK_DGRAM);
+  DaemonUnderTest d(dir);
+  ASSERT_TRUE(d.start(configXml(clusterXml("c1", "udp", "127.0.0.1:" + std::to_string(control),
+                                           memberXml("r1", "udp", hostPort(r1.address())) +
+                                               memberXml("r2", "udp", hostPort(r2.address()))))));
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "c1", 2); }));
+  // r1 goes (it has no calls: at once) and r3 takes its index.
+  EXPECT_EQ(d.ok("modify c1 delete r1"), "OK\n");
+  EXPECT_EQ(d.ok("modify c1 add name=r3,protocol=udp,address=" + hostPort(r3.address()) + ",capacity=100,weight=100"),
+            "OK\n");
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "c1", 2) && d.ok("ls c1").find("name = r1") == std::string::npos; }));
+
+  constexpr int kCalls = 20;
+  ControlClient cluster(SocketAddress{Transport::kUdp, "127.0.0.1", control, ""});
+  for (int i = 0; i < kCalls; ++i) ASSERT_NE(cluster.command("U kept" + std::to_string(i) + " 192.0.2.1 4000 ft"), "");
+  ASSERT_GT(r2.stat("sessions"), 0u);
+  ASSERT_GT(r3.stat("sessions"), 0u);
+
+  const pid_t before = d.workerPid(0);
+  ASSERT_GT(before, 0);
+  kill(before, SIGKILL);
+  ASSERT_TRUE(eventually([&] {
+    const pid_t now = d.workerPid(0);
+    return now > 0 && now != before;
+  }));
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "c1", 2); }));
+
+  // Every D goes straight to the call's relay: none is broadcast.
+  const uint64_t d_before = r2.stat("cmd_D") + r3.stat("cmd_D");
+  for (int i = 0; i < kCalls; ++i) EXPECT_EQ(cluster.command("D kept" + std::to_string(i) + " ft"), "0") << i;
+  EXPECT_TRUE(eventually([&] { return r2.stat("sessions") + r3.stat("sessions") == 0; }));
+  EXPECT_EQ(r2.stat("cmd_D") + r3.stat("cmd_D") - d_before, static_cast<uint64_t>(kCalls));
 }
 
 // Everything one connection gets until the server closes it.
