@@ -13,6 +13,8 @@
 #include <new>
 #include <vector>
 
+#include "shared/time_util.h"
+
 namespace rtpc {
 
 namespace bip = boost::interprocess;
@@ -32,11 +34,6 @@ constexpr auto kStuckLimit = std::chrono::milliseconds(100);
 constexpr auto kReadBudget = std::chrono::milliseconds(500);
 constexpr int kSpinsBeforeYield = 16;
 
-uint64_t nowUnixMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
 
 bool validName(const std::string& name, std::string& error) {
   if (name.empty() || name.size() > 200 || name.find('/') != std::string::npos) {
@@ -190,7 +187,7 @@ std::unique_ptr<ShmSegment> ShmSegment::create(const std::string& name, const Se
   h->total_bytes = total;
   h->creator_pid = ::getpid();
   h->cluster_slots = plan.cluster_slots;
-  h->created_unix_ms = nowUnixMs();
+  h->created_unix_ms = unixNowMs();
   h->cluster_record_bytes = sizeof(ClusterRecord);
   h->member_record_bytes = sizeof(MemberRecord);
   h->members_per_cluster = kMaxMembersPerCluster;
@@ -637,7 +634,7 @@ bool readCounters(const ClusterRecord& r, ClusterSnapshot& out, bool patient) {
 
 StatusSnapshot takeSnapshot(const ShmSegment& segment) {
   StatusSnapshot snap;
-  snap.taken_unix_ms = nowUnixMs();
+  snap.taken_unix_ms = unixNowMs();
   for (uint32_t i = 0; i < segment.clusterSlots(); ++i) {
     const ClusterRecord& record = *segment.cluster(i);
     if (record.in_use.load(kRelaxed) == 0) continue;  // cheap skip; re-checked under the lock

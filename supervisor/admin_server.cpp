@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include "shared/admin_command.h"
+#include "shared/time_util.h"
 
 namespace rtpc {
 
@@ -130,8 +131,7 @@ void AdminServer::onAccept(int fd) {
       c.get());
   // Reading pauses while this much waits behind a command in progress.
   bufferevent_setwatermark(bev, EV_READ, 0, 64 * 1024);
-  const timeval idle{static_cast<time_t>(limits_.idle_timeout_ms / 1000),
-                     static_cast<suseconds_t>((limits_.idle_timeout_ms % 1000) * 1000)};
+  const timeval idle = msToTimeval(limits_.idle_timeout_ms);
   bufferevent_set_timeouts(bev, &idle, nullptr);
   bufferevent_enable(bev, EV_READ | EV_WRITE);
   connections_.emplace(c->id, std::move(c));

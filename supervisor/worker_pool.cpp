@@ -15,6 +15,7 @@
 
 #include "shared/log_quote.h"
 #include "shared/shm_segment.h"
+#include "shared/time_util.h"
 #include "worker/worker_process.h"
 
 namespace rtpc {
@@ -78,15 +79,6 @@ struct WorkerPool::Worker {
 
 namespace {
 
-uint64_t unixMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
-
-timeval msToTimeval(uint32_t ms) {
-  return timeval{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
-}
 
 std::string describeStatus(int status) {
   if (WIFEXITED(status)) return "exit" + std::to_string(WEXITSTATUS(status));
@@ -252,7 +244,7 @@ void WorkerPool::spawn(Worker& w) {
       },
       &w);
   event_add(w.channel_event, nullptr);
-  if (ClusterRecord* r = segment_.cluster(w.slot)) publishWorker(*r, pid, w.restarts, unixMs());
+  if (ClusterRecord* r = segment_.cluster(w.slot)) publishWorker(*r, pid, w.restarts, unixNowMs());
   spdlog::info("WORKER_STARTED cluster={} pid={} slot={} restarts={}", w.config.name, pid, w.slot, w.restarts);
   flushQueue(w);
 }

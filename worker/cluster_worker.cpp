@@ -9,6 +9,7 @@
 #include <new>
 
 #include "shared/log_quote.h"
+#include "shared/time_util.h"
 #include "shared/url_quote.h"
 
 namespace rtpc {
@@ -606,7 +607,7 @@ void ClusterWorker::applyHealth(Member& m, const HealthAction& action) {
   if (m.removed) return;
   if (action.next_timer_ms != 0) {
     uint64_t delay = action.next_timer_ms > now ? action.next_timer_ms - now : 0;
-    timeval tv{static_cast<time_t>(delay / 1000), static_cast<suseconds_t>((delay % 1000) * 1000)};
+    const timeval tv = msToTimeval(delay);
     evtimer_add(m.health_timer, &tv);
   }
 }
@@ -776,7 +777,7 @@ bool ClusterWorker::holdUntilProbed(ControlRequest* request) {
   held_.push_back(request);
   if (held_.size() == 1) {
     const uint64_t left = startup_hold_until_ms_ - nowMs();
-    const timeval tv{static_cast<time_t>(left / 1000), static_cast<suseconds_t>((left % 1000) * 1000)};
+    const timeval tv = msToTimeval(left);
     evtimer_add(release_held_, &tv);
   }
   return true;

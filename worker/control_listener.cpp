@@ -16,6 +16,7 @@
 #include <cstring>
 #include <vector>
 
+#include "shared/time_util.h"
 #include "worker/reply_cache.h"
 
 namespace rtpc {
@@ -37,12 +38,6 @@ std::string errnoText(const char* what) {
   return std::string(what) + ": " + std::strerror(errno);
 }
 
-timeval msToTimeval(uint32_t ms) {
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(ms / 1000);
-  tv.tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000);
-  return tv;
-}
 
 struct Connection;
 

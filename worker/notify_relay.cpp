@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "shared/log_quote.h"
+#include "shared/time_util.h"
 #include "shared/url_quote.h"
 
 namespace rtpc {
@@ -31,12 +32,6 @@ uint64_t monotonicNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-timeval msToTimeval(uint32_t ms) {
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(ms / 1000);
-  tv.tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000);
-  return tv;
-}
 
 // One allowed peer IP: 4 or 16 bytes.
 struct PeerIp {

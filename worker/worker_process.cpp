@@ -23,6 +23,7 @@
 #include "shared/session_table.h"
 #include "shared/shm_segment.h"
 #include "shared/status_snapshot.h"
+#include "shared/time_util.h"
 #include "worker/cluster_worker.h"
 
 namespace rtpc {
@@ -149,15 +150,6 @@ std::string handleWorkerRequest(ClusterWorker& worker, std::string_view body) {
 
 namespace {
 
-uint64_t unixMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
-
-timeval msToTimeval(uint32_t ms) {
-  return timeval{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
-}
 
 // Reconciles the session table a previous worker left with the new worker's
 // members. ClusterWorker keeps the calls of an attached table for its initial
@@ -478,7 +470,7 @@ void WorkerProcess::publish() {
   c.tally = w.tally;
   c.tracked_calls = worker_->sessions().liveCount();
   c.deleted_calls = worker_->sessions().deletedCount();
-  if (ClusterRecord* record = segment.cluster(options_.slot)) publishCounters(*record, c, unixMs());
+  if (ClusterRecord* record = segment.cluster(options_.slot)) publishCounters(*record, c, unixNowMs());
 }
 
 }  // namespace
