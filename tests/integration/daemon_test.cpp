@@ -166,6 +166,20 @@ class DaemonUnderTest {
     return static_cast<pid_t>(std::atoi(text.c_str() + pid_at + 10));
   }
 
+  // SIGKILLs the worker of cluster #index; the pid of the worker the
+  // supervisor starts in its place, or 0 when none came.
+  pid_t killWorker(size_t index) const {
+    const pid_t victim = workerPid(index);
+    if (victim <= 0) return 0;
+    kill(victim, SIGKILL);
+    pid_t next = 0;
+    const bool restarted = eventually([&] {
+      next = workerPid(index);
+      return next > 0 && next != victim;
+    });
+    return restarted ? next : 0;
+  }
+
   const ChildProcess& process() const { return process_; }
   ChildProcess& process() { return process_; }
   const std::string& pidFile() const { return pid_file_; }
@@ -333,13 +347,7 @@ TEST(Daemon, ModifyRoundTripsThroughTheClientAndSurviveAWorkerCrash) {
   EXPECT_EQ(r.out, "ERROR: nosuch: cluster not found\n");
 
   // The restarted worker starts from the changed member set, not the file's.
-  const pid_t before = d.workerPid(0);
-  ASSERT_GT(before, 0);
-  kill(before, SIGKILL);
-  ASSERT_TRUE(eventually([&] {
-    const pid_t now = d.workerPid(0);
-    return now > 0 && now != before;
-  }));
+  ASSERT_GT(d.killWorker(0), 0);
   // Until the new worker publishes, ls shows its predecessor's records; then
   // its members are probing for a few ms: wait for the settled state.
   std::string after_restart;
@@ -381,13 +389,7 @@ TEST(Daemon, ARestartedWorkerKeepsTheCallsOfMembersAddedAtRunTime) {
   ASSERT_GT(r2.stat("sessions"), 0u);
   ASSERT_GT(r3.stat("sessions"), 0u);
 
-  const pid_t before = d.workerPid(0);
-  ASSERT_GT(before, 0);
-  kill(before, SIGKILL);
-  ASSERT_TRUE(eventually([&] {
-    const pid_t now = d.workerPid(0);
-    return now > 0 && now != before;
-  }));
+  ASSERT_GT(d.killWorker(0), 0);
   ASSERT_TRUE(eventually([&] { return allOnline(d, "c1", 2); }));
 
   // Every D goes straight to the call's relay: none is broadcast.
@@ -601,17 +603,9 @@ TEST(Daemon, KillingOneClustersWorkerNeitherDisturbsTheOtherNorLosesItsCalls) {
   });
 
   constexpr int kKills = 10;
-  pid_t victim = d.workerPid(0);
   const pid_t b_worker = d.workerPid(1);
   for (int k = 0; k < kKills; ++k) {
-    ASSERT_GT(victim, 0);
-    kill(victim, SIGKILL);
-    pid_t next = 0;
-    ASSERT_TRUE(eventually([&] {
-      next = d.workerPid(0);
-      return next > 0 && next != victim;
-    })) << "kill " << k;
-    victim = next;
+    ASSERT_GT(d.killWorker(0), 0) << "kill " << k;
     std::this_thread::sleep_for(milliseconds(200));
   }
   done = true;
