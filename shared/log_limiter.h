@@ -1,7 +1,7 @@
 #pragma once
 // LogLimiter: at most `burst` lines of one event per window, so that an
-// outage that fails every command (CLUSTER_ERROR, SESSION_FAILOVER, ...)
-// logs a few lines a second instead of one per command. The first line let
+// outage that fails every command (CLUSTER_ERROR, SESSION_FAILOVER, the
+// NOTIFY_* warnings ...) logs a few lines a second instead of one per command. The first line let
 // through after a suppressed spell carries how many lines were dropped, so
 // the log still says how much happened. Pure: the caller passes the time.
 
@@ -22,7 +22,6 @@ class LogLimiter {
     }
     if (in_window_ >= burst_) {
       ++suppressed_;
-      ++suppressed_total_;
       return false;
     }
     ++in_window_;
@@ -31,15 +30,12 @@ class LogLimiter {
     return true;
   }
 
-  uint64_t suppressedTotal() const { return suppressed_total_; }
-
  private:
   uint32_t burst_;
   uint64_t window_ms_;
   uint64_t window_start_ms_ = 0;
   uint32_t in_window_ = 0;
   uint64_t suppressed_ = 0;
-  uint64_t suppressed_total_ = 0;
 };
 
 }  // namespace rtpc

@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "shared/log_quote.h"
+#include "shared/log_limiter.h"
 #include "shared/time_util.h"
 #include "shared/url_quote.h"
 
@@ -86,26 +87,6 @@ size_t countLines(std::string_view text) {
   return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
 }
 
-// At most one line per interval for one event key; the next one says how
-// many were left out.
-class LogLimiter {
- public:
-  bool allow(uint64_t now_ns, uint64_t interval_ns, uint64_t& suppressed) {
-    if (now_ns < next_ns_) {
-      ++suppressed_;
-      return false;
-    }
-    next_ns_ = now_ns + interval_ns;
-    suppressed = suppressed_;
-    suppressed_ = 0;
-    return true;
-  }
-
- private:
-  uint64_t next_ns_ = 0;
-  uint64_t suppressed_ = 0;
-};
-
 bool suffixEscapes(std::string_view suffix) {
   return suffix.find('/') != std::string_view::npos || suffix.find('\0') != std::string_view::npos ||
          suffix.find("..") != std::string_view::npos;
@@ -151,6 +132,7 @@ struct NotifyRelay::Impl {
   std::map<std::string, std::unique_ptr<Destination>, std::less<>> destinations;
   NotifyRelayCounters counters;
   std::string scratch;
+  // One line per log_interval_ms for each event key (set in create()).
   LogLimiter log_peer, log_malformed, log_path, log_dropped, log_full;
 
   ~Impl();
@@ -165,7 +147,6 @@ struct NotifyRelay::Impl {
   void deliver(const Inbound& from, std::string_view suffix, std::string_view tag);
   Destination* destinationFor(std::string_view suffix);
 
-  uint64_t intervalNs() const { return uint64_t{options.log_interval_ms} * 1'000'000ULL; }
   void noteMalformed(const Inbound& from, std::string_view reason);
   void noteDropped(const Destination& d, size_t lines, std::string_view reason, int err);
 };
@@ -531,7 +512,7 @@ void NotifyRelay::Impl::acceptAll() {
       close(fd);
       ++counters.rejected_peer;
       uint64_t suppressed = 0;
-      if (log_peer.allow(monotonicNs(), intervalNs(), suppressed)) {
+      if (log_peer.allow(monotonicNs() / 1'000'000, suppressed)) {
         spdlog::warn("NOTIFY_PEER_REJECTED peer={} address={} suppressed={}", peerText(ip),
                      address.uri(), suppressed);
       }
@@ -541,7 +522,7 @@ void NotifyRelay::Impl::acceptAll() {
       close(fd);
       ++counters.connections_refused;
       uint64_t suppressed = 0;
-      if (log_full.allow(monotonicNs(), intervalNs(), suppressed)) {
+      if (log_full.allow(monotonicNs() / 1'000'000, suppressed)) {
         spdlog::warn("NOTIFY_CONNECTIONS_FULL peer={} limit={} suppressed={}", peerText(ip),
                      options.max_connections, suppressed);
       }
@@ -577,7 +558,7 @@ void NotifyRelay::Impl::closeInbound(Inbound* conn) {
 void NotifyRelay::Impl::noteMalformed(const Inbound& from, std::string_view reason) {
   ++counters.malformed;
   uint64_t suppressed = 0;
-  if (log_malformed.allow(monotonicNs(), intervalNs(), suppressed)) {
+  if (log_malformed.allow(monotonicNs() / 1'000'000, suppressed)) {
     spdlog::warn("NOTIFY_MALFORMED peer={} reason={} suppressed={}", peerText(from.peer), reason,
                  suppressed);
   }
@@ -588,7 +569,7 @@ void NotifyRelay::Impl::noteDropped(const Destination& d, size_t lines, std::str
   if (lines == 0) return;
   counters.dropped += lines;
   uint64_t suppressed = 0;
-  if (log_dropped.allow(monotonicNs(), intervalNs(), suppressed)) {
+  if (log_dropped.allow(monotonicNs() / 1'000'000, suppressed)) {
     spdlog::warn("NOTIFY_DROPPED dest={} reason={} error={} count={} suppressed={}",
                  printable(d.path, kMaxUnixPathBytes), reason, logQuoted(err != 0 ? std::strerror(err) : ""),
                  lines, suppressed);
@@ -605,7 +586,7 @@ void NotifyRelay::Impl::handleLine(Inbound& from, std::string_view line) {
   }
   ++counters.rejected_path;
   uint64_t suppressed = 0;
-  if (log_path.allow(monotonicNs(), intervalNs(), suppressed)) {
+  if (log_path.allow(monotonicNs() / 1'000'000, suppressed)) {
     spdlog::warn("NOTIFY_PATH_REJECTED peer={} suffix={} suppressed={}", peerText(from.peer),
                  printable(parsed.suffix), suppressed);
   }
@@ -615,7 +596,7 @@ void NotifyRelay::Impl::deliver(const Inbound& from, std::string_view suffix, st
   if (prefix.size() + suffix.size() > kMaxUnixPathBytes) {
     ++counters.rejected_path;
     uint64_t suppressed = 0;
-    if (log_path.allow(monotonicNs(), intervalNs(), suppressed)) {
+    if (log_path.allow(monotonicNs() / 1'000'000, suppressed)) {
       spdlog::warn("NOTIFY_PATH_REJECTED peer={} suffix={} reason=too_long suppressed={}",
                    peerText(from.peer), printable(suffix), suppressed);
     }
@@ -625,7 +606,7 @@ void NotifyRelay::Impl::deliver(const Inbound& from, std::string_view suffix, st
   if (d == nullptr) {
     ++counters.dropped;
     uint64_t suppressed = 0;
-    if (log_dropped.allow(monotonicNs(), intervalNs(), suppressed)) {
+    if (log_dropped.allow(monotonicNs() / 1'000'000, suppressed)) {
       spdlog::warn("NOTIFY_DROPPED suffix={} reason=too_many_destinations count=1 suppressed={}",
                    printable(suffix), suppressed);
     }
@@ -682,6 +663,9 @@ std::unique_ptr<NotifyRelay> NotifyRelay::create(event_base* base, const Disconn
   auto impl = std::make_unique<Impl>();
   impl->base = base;
   impl->options = options;
+  for (LogLimiter* l : {&impl->log_peer, &impl->log_malformed, &impl->log_path, &impl->log_dropped, &impl->log_full}) {
+    *l = LogLimiter(1, options.log_interval_ms);
+  }
   impl->options.max_line_bytes = std::max<size_t>(options.max_line_bytes, 1);
   impl->address = config.inbound_address;
   impl->prefix.assign(prefix);
