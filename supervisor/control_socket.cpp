@@ -1,21 +1,13 @@
 #include "supervisor/control_socket.h"
 
-#include <fcntl.h>
 #include <grp.h>
-#include <netinet/in.h>
 #include <pwd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <charconv>
-#include <cstring>
 
 namespace rtpc {
 namespace {
-
-std::string errnoText(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 bool numericId(const std::string& text, unsigned long& out) {
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
@@ -54,51 +46,17 @@ bool resolveSocketOwner(const std::string& user, const std::string& group, Socke
 
 std::unique_ptr<ControlSocket> ControlSocket::bind(const SocketAddress& address, const SocketOwner& owner,
                                                    mode_t unix_mode, std::string& error) {
-  ResolvedAddress resolved;
-  if (!resolveAddress(address, resolved, error)) return nullptr;
-  const bool datagram = isDatagram(address.transport);
+  ControlBindOptions options;
+  options.unix_mode = unix_mode;
+  options.unix_uid = owner.uid;
+  options.unix_gid = owner.gid;
+  SocketFileId file;
+  const int fd = bindControlSocket(address, options, file, error);
+  if (fd < 0) return nullptr;
   std::unique_ptr<ControlSocket> s(new ControlSocket());
+  s->fd_ = fd;
   s->address_ = address;
-  s->fd_ = socket(resolved.family, (datagram ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
-  if (s->fd_ < 0) {
-    error = errnoText("socket");
-    return nullptr;
-  }
-  const auto fail = [&](const char* what) -> std::unique_ptr<ControlSocket> {
-    error = errnoText(std::string(what) + " " + address.uri());
-    s->close();
-    return nullptr;
-  };
-  const int one = 1;
-  if (resolved.family == AF_UNIX) {
-    struct stat st {};
-    if (lstat(address.path.c_str(), &st) == 0) {
-      if (!S_ISSOCK(st.st_mode)) {
-        error = address.path + " exists and is not a socket";
-        s->close();
-        return nullptr;
-      }
-      if (unlink(address.path.c_str()) != 0) return fail("cannot remove the stale socket file");
-    }
-  } else {
-    if (!datagram && setsockopt(s->fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
-      return fail("SO_REUSEADDR");
-    }
-    if (resolved.family == AF_INET6 && setsockopt(s->fd_, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) {
-      return fail("IPV6_V6ONLY");
-    }
-  }
-  if (::bind(s->fd_, resolved.sa(), resolved.length) != 0) return fail("cannot bind");
-  if (resolved.family == AF_UNIX) {
-    struct stat st {};
-    if (lstat(address.path.c_str(), &st) == 0) {
-      s->dev_ = st.st_dev;
-      s->ino_ = st.st_ino;
-    }
-    if (unix_mode != 0 && chmod(address.path.c_str(), unix_mode) != 0) return fail("cannot chmod");
-    if (owner.any() && chown(address.path.c_str(), owner.uid, owner.gid) != 0) return fail("cannot chown");
-  }
-  if (!datagram && listen(s->fd_, SOMAXCONN) != 0) return fail("cannot listen on");
+  s->file_ = file;
   return s;
 }
 
@@ -107,13 +65,8 @@ ControlSocket::~ControlSocket() { close(); }
 void ControlSocket::close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
-  if (ino_ != 0) {
-    struct stat st {};
-    if (lstat(address_.path.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) {
-      unlink(address_.path.c_str());
-    }
-    ino_ = 0;
-  }
+  removeSocketFileIfOurs(address_.path, file_);
+  file_ = SocketFileId{};
 }
 
 }  // namespace rtpc

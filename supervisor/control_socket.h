@@ -13,6 +13,7 @@
 #include <string>
 
 #include "shared/address.h"
+#include "shared/control_socket_bind.h"
 
 namespace rtpc {
 
@@ -45,8 +46,7 @@ class ControlSocket {
   ControlSocket() = default;
   int fd_ = -1;
   SocketAddress address_;
-  dev_t dev_ = 0;
-  ino_t ino_ = 0;  // of the socket file we created; 0 = none
+  SocketFileId file_;  // the unix socket file this socket created
 };
 
 }  // namespace rtpc

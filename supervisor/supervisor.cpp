@@ -5,8 +5,6 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <memory>
 
 #include "shared/admin_command.h"
@@ -15,6 +13,7 @@
 #include "shared/log_quote.h"
 #include "shared/metrics_render.h"
 #include "shared/shm_segment.h"
+#include "shared/signal_fd.h"
 #include "supervisor/daemon.h"
 #include "supervisor/metrics_server.h"
 #include "supervisor/reload_plan.h"
@@ -50,13 +49,8 @@ bool Supervisor::start(std::string& error) {
   signal(SIGPIPE, SIG_IGN);
   // Blocked before the first fork: workers inherit the mask and take these
   // through their own signalfd.
-  const sigset_t mask = supervisorSignals();
-  sigprocmask(SIG_BLOCK, &mask, nullptr);
-  signal_fd_ = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (signal_fd_ < 0) {
-    error = std::string("signalfd: ") + std::strerror(errno);
-    return false;
-  }
+  signal_fd_ = openSignalFd(supervisorSignals(), SIG_BLOCK, error);
+  if (signal_fd_ < 0) return false;
   base_ = event_base_new();
   if (base_ == nullptr) {
     error = "event_base_new failed";

@@ -365,16 +365,17 @@ OpResult ClusterWorker::addMemberInternal(const MemberConfig& cfg, int preferred
   if (preferred_index >= 0) {
     index = static_cast<size_t>(preferred_index);
   } else {
-    // Skip the indexes a previous worker's member still owns in the table.
-    auto reserved = [&](size_t i) {
+    // The lowest free index, skipping those a previous worker's member still
+    // owns in the attached table.
+    auto taken = [&](size_t i) {
+      if (i < members_.size() && members_[i] != nullptr) return true;
       if (!keep_attached_calls_) return false;
       for (const auto& slot : options_.previous_slots) {
         if (slot.second == i) return true;
       }
       return false;
     };
-    while (index < members_.size() && (members_[index] != nullptr || reserved(index))) ++index;
-    while (index >= members_.size() && index < kMaxMembersPerCluster && reserved(index)) ++index;
+    while (index < kMaxMembersPerCluster && taken(index)) ++index;
   }
   if (index >= kMaxMembersPerCluster) return {false, cfg.name + ": too many members in the cluster"};
   if (index >= members_.size()) members_.resize(index + 1);

@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
@@ -16,6 +15,7 @@
 #include <cstring>
 #include <vector>
 
+#include "shared/control_socket_bind.h"
 #include "shared/time_util.h"
 #include "worker/reply_cache.h"
 
@@ -124,13 +124,7 @@ class ListenerBase : public ControlListener {
   ~ListenerBase() override {
     if (listen_event_ != nullptr) event_free(listen_event_);
     if (fd_ >= 0) close(fd_);
-    if (!owned_path_.empty()) {
-      // Only our own file: a newer process may have bound the path since.
-      struct stat st {};
-      if (lstat(owned_path_.c_str(), &st) == 0 && st.st_dev == owned_dev_ && st.st_ino == owned_ino_) {
-        unlink(owned_path_.c_str());
-      }
-    }
+    removeSocketFileIfOurs(owned_path_, owned_file_);
   }
 
   bool start(event_callback_fn callback, std::string& error) {
@@ -145,12 +139,9 @@ class ListenerBase : public ControlListener {
   // Leaves the socket open (adopt() failed: the caller still owns it).
   void disownFd() { fd_ = -1; }
 
-  void ownPath(const std::string& path) {
-    struct stat st {};
-    if (lstat(path.c_str(), &st) != 0) return;
+  void ownPath(const std::string& path, const SocketFileId& file) {
     owned_path_ = path;
-    owned_dev_ = st.st_dev;
-    owned_ino_ = st.st_ino;
+    owned_file_ = file;
   }
 
   const ControlListenerCounters& counters() const override { return counters_; }
@@ -175,8 +166,7 @@ class ListenerBase : public ControlListener {
   mutable ControlListenerCounters counters_;
   uint16_t port_ = 0;
   std::string owned_path_;
-  dev_t owned_dev_ = 0;
-  ino_t owned_ino_ = 0;
+  SocketFileId owned_file_;  // empty: a socket handed over, whose file is not ours
 };
 
 // ---------------------------------------------------------------------------
@@ -987,51 +977,18 @@ std::unique_ptr<ControlListener> ControlListener::bind(event_base* base,
                                                        CommandHandler* handler,
                                                        std::string& error,
                                                        const ControlListenerOptions& options) {
-  ResolvedAddress resolved;
-  if (!resolveAddress(address, resolved, error)) return nullptr;
-  const bool datagram = isDatagram(address.transport);
-  const int fd = socket(resolved.family,
-                        (datagram ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    error = errnoText("socket");
-    return nullptr;
-  }
-  auto fail = [&](const char* what) -> std::unique_ptr<ControlListener> {
-    error = errnoText(what) + " (" + address.uri() + ")";
-    close(fd);
-    return nullptr;
-  };
-  const int one = 1;
-  if (resolved.family == AF_UNIX) {
-    // A socket file left by a previous run is replaced; anything else is not ours.
-    struct stat st {};
-    if (lstat(address.path.c_str(), &st) == 0) {
-      if (!S_ISSOCK(st.st_mode)) {
-        error = address.path + " exists and is not a socket";
-        close(fd);
-        return nullptr;
-      }
-      if (unlink(address.path.c_str()) != 0) return fail("cannot remove the stale socket file");
-    }
-  } else {
-    if (!datagram && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
-      return fail("SO_REUSEADDR");
-    }
-    if (resolved.family == AF_INET6 &&
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) {
-      return fail("IPV6_V6ONLY");
-    }
-  }
-  if (::bind(fd, resolved.sa(), resolved.length) != 0) return fail("bind");
-  if (!datagram && listen(fd, SOMAXCONN) != 0) return fail("listen");
-
+  ControlBindOptions bind_options;
+  bind_options.nonblocking = true;  // straight onto this process's loop
+  SocketFileId file;
+  const int fd = bindControlSocket(address, bind_options, file, error);
+  if (fd < 0) return nullptr;
   auto listener = makeListener(base, address, fd, handler, options, error);
   if (listener == nullptr) {
     close(fd);
-    if (resolved.family == AF_UNIX) unlink(address.path.c_str());
+    removeSocketFileIfOurs(address.path, file);
     return nullptr;
   }
-  if (resolved.family == AF_UNIX) listener->ownPath(address.path);
+  listener->ownPath(address.path, file);
   return listener;
 }
 

@@ -22,6 +22,7 @@
 #include "shared/log_quote.h"
 #include "shared/session_table.h"
 #include "shared/shm_segment.h"
+#include "shared/signal_fd.h"
 #include "shared/status_snapshot.h"
 #include "shared/time_util.h"
 #include "worker/cluster_worker.h"
@@ -262,12 +263,8 @@ bool WorkerProcess::setUp(std::string& error) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&mask, sig);
   signal(SIGCHLD, SIG_DFL);
   signal(SIGPIPE, SIG_IGN);
-  sigprocmask(SIG_SETMASK, &mask, nullptr);
-  signal_fd_ = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (signal_fd_ < 0) {
-    error = std::string("signalfd: ") + std::strerror(errno);
-    return false;
-  }
+  signal_fd_ = openSignalFd(mask, SIG_SETMASK, error);
+  if (signal_fd_ < 0) return false;
 
   base_ = event_base_new();
   if (base_ == nullptr) {
