@@ -54,6 +54,7 @@ struct RequestSlot : ControlRequest {
   char client_key[ReplyCache::kMaxClientKeyBytes] = {};
   uint8_t client_key_length = 0;
   bool cached = false;  // the reply cache holds it in flight
+  uint64_t cache_ticket = ReplyCache::kNoTicket;  // its in-flight record
   // streams
   Connection* connection = nullptr;  // nullptr: the client is gone
   bool done = false;
@@ -206,7 +207,8 @@ class DatagramListener final : public ListenerBase {
     if (slot == nullptr) return;
     body = trimTrailingNewlines(body);
     if (slot->cached) {
-      cache_.complete(slot->clientKey(), slot->command.cookie, body, monotonicNs());
+      cache_.complete(slot->cache_ticket, slot->clientKey(), slot->command.cookie, body,
+                      monotonicNs());
     }
     send(slot->peer, slot->peer_length, slot->command.cookie, body);
     ++counters_.answered;
@@ -307,6 +309,7 @@ class DatagramListener final : public ListenerBase {
           return;
         case ReplyCache::State::kNew:
           slot->cached = true;
+          slot->cache_ticket = seen.ticket;
           break;
         case ReplyCache::State::kUncacheable:
           break;

@@ -1,6 +1,7 @@
 #include "worker/reply_cache.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <new>
 #include <random>
@@ -145,8 +146,9 @@ void ReplyCache::expire(uint64_t now_ns) {
 }
 
 uint64_t ReplyCache::append(Kind kind, uint64_t hash, std::string_view client,
-                            std::string_view cookie, std::string_view reply, uint64_t now_ns) {
-  const size_t size = recordBytes(client.size(), cookie.size(), reply.size());
+                            std::string_view cookie, std::string_view reply, size_t reserve,
+                            uint64_t now_ns) {
+  const size_t size = recordBytes(client.size(), cookie.size(), reply.size() + reserve);
   while (live_ >= max_live_) popOldest(now_ns);
 
   // A record never wraps: when it does not fit before the end of the ring it
@@ -187,6 +189,11 @@ uint64_t ReplyCache::append(Kind kind, uint64_t hash, std::string_view client,
   return start;
 }
 
+void ReplyCache::setKind(uint64_t position, Kind kind) {
+  char* p = ring_.get() + position % capacity_ + offsetof(Header, kind);
+  std::memcpy(p, &kind, sizeof kind);
+}
+
 ReplyCache::Lookup ReplyCache::lookupAt(size_t slot, uint64_t now_ns) const {
   const uint64_t position = slots_[slot].position_plus_one - 1;
   const Header h = headerAt(position);
@@ -206,10 +213,47 @@ ReplyCache::Lookup ReplyCache::begin(std::string_view client, std::string_view c
   const uint64_t hash = hashKey(client, cookie);
   const size_t slot = findSlot(hash, client, cookie);
   if (slot != kNotFound) return lookupAt(slot, now_ns);
-  const uint64_t position = append(Kind::kInFlight, hash, client, cookie, {}, now_ns);
+  // The reply's room only where a record that size is allowed (tiny rings).
+  const size_t reserve =
+      recordBytes(client.size(), cookie.size(), kInlineReplyBytes) <= max_record_bytes_
+          ? kInlineReplyBytes
+          : 0;
+  const uint64_t position = append(Kind::kInFlight, hash, client, cookie, {}, reserve, now_ns);
   insertSlot(hash, position);
   ++live_;
-  return {State::kNew, {}};
+  return {State::kNew, {}, position};
+}
+
+bool ReplyCache::complete(uint64_t ticket, std::string_view client, std::string_view cookie,
+                          std::string_view reply, uint64_t now_ns) {
+  // A ticket behind the tail names a record already overwritten; one that
+  // was cancelled or already completed has another kind.
+  if (ticket != kNoTicket && ticket >= tail_ && ticket < head_) {
+    Header h = headerAt(ticket);
+    const size_t room = h.size - sizeof(Header) - h.key_length - h.cookie_length;
+    if (h.kind == Kind::kInFlight && h.key_length == client.size() &&
+        h.cookie_length == cookie.size() && reply.size() <= room) {
+      char* p = ring_.get() + ticket % capacity_;
+      const char* key = p + sizeof(Header);
+      if (std::memcmp(key, client.data(), client.size()) == 0 &&
+          std::memcmp(key + client.size(), cookie.data(), cookie.size()) == 0) {
+        if (!reply.empty()) {
+          std::memcpy(p + sizeof(Header) + client.size() + cookie.size(), reply.data(),
+                      reply.size());
+        }
+        // Retention counts from the answer, as for an appended record. The
+        // ring stays in time order within a command's run time (under the
+        // client's 1 s deadline), which only delays expiry, never hastens it.
+        h.time_ns = std::max(h.time_ns, now_ns);
+        h.reply_length = static_cast<uint32_t>(reply.size());
+        h.kind = Kind::kAnswered;
+        std::memcpy(p, &h, sizeof h);
+        ++completed_in_place_;
+        return true;
+      }
+    }
+  }
+  return complete(client, cookie, reply, now_ns);
 }
 
 bool ReplyCache::complete(std::string_view client, std::string_view cookie,
@@ -220,6 +264,8 @@ bool ReplyCache::complete(std::string_view client, std::string_view cookie,
     ++rejected_too_long_;
     const size_t slot = findSlot(hashKey(client, cookie), client, cookie);
     if (slot != kNotFound) {
+      const uint64_t position = slots_[slot].position_plus_one - 1;
+      if (headerAt(position).kind == Kind::kInFlight) setKind(position, Kind::kCancelled);
       eraseSlot(slot);
       --live_;
     }
@@ -228,7 +274,7 @@ bool ReplyCache::complete(std::string_view client, std::string_view cookie,
   expire(now_ns);
   const uint64_t hash = hashKey(client, cookie);
   // Appending first: it may evict the in-flight record (and its slot) itself.
-  const uint64_t position = append(Kind::kAnswered, hash, client, cookie, reply, now_ns);
+  const uint64_t position = append(Kind::kAnswered, hash, client, cookie, reply, 0, now_ns);
   const size_t slot = findSlot(hash, client, cookie);
   if (slot != kNotFound) {
     slots_[slot].position_plus_one = position + 1;
@@ -243,7 +289,9 @@ void ReplyCache::cancel(std::string_view client, std::string_view cookie) {
   if (client.size() > kMaxClientKeyBytes || cookie.size() > kMaxCookieBytes) return;
   const size_t slot = findSlot(hashKey(client, cookie), client, cookie);
   if (slot == kNotFound) return;
-  if (headerAt(slots_[slot].position_plus_one - 1).kind != Kind::kInFlight) return;
+  const uint64_t position = slots_[slot].position_plus_one - 1;
+  if (headerAt(position).kind != Kind::kInFlight) return;
+  setKind(position, Kind::kCancelled);
   eraseSlot(slot);
   --live_;
 }

@@ -18,14 +18,17 @@
 //    overwritten is recognised by its position falling behind the ring's
 //    tail; evicting a record removes its index slot, so the index never holds
 //    stale slots.
-// A command costs two records: "in flight" when it arrives (its key only) and
-// "answered" when the reply is stored (key + reply); the index then points at
-// the newer one. With Kamailio-sized keys (20-byte cookie, IPv4 client) and a
-// U/L reply that is about 64 + 80 bytes, so the default 64 MiB hold about
-// 460,000 commands: 30 s of retention at about 15,000 commands/s. Faster than
-// that, entries leave before the retention and evictedEarly() counts them:
-// the sign that the cache is too small. The index takes bytes/4 more
-// (16 bytes per 64 bytes of ring).
+// A command is recorded "in flight" when it arrives, with room for a short
+// reply (kInlineReplyBytes). When the caller hands back the ticket begin()
+// gave it and the reply fits that room (U, L, D, V answers do), the reply is
+// written into the same record: one record, one index slot, no second hash
+// lookup. A longer reply gets a second, "answered", record and the index then
+// points at it. With Kamailio-sized keys (20-byte cookie, IPv4 client) a
+// command takes about 136 bytes, so the default 64 MiB hold about 490,000
+// commands: 30 s of retention at about 16,000 commands/s. Faster than that,
+// entries leave before the retention and evictedEarly() counts them: the sign
+// that the cache is too small. The index takes bytes/4 more (16 bytes per 64
+// bytes of ring).
 //
 // Lookups always compare the full key, so a hash collision can never answer
 // one client with another client's reply. The hash is seeded per instance.
@@ -48,6 +51,10 @@ class ReplyCache {
   static constexpr size_t kMaxClientKeyBytes = 64;
   static constexpr size_t kMaxCookieBytes = 65535;
   static constexpr size_t kMinBytes = 4096;
+  // Room kept in the in-flight record for the reply ("35010 192.0.2.1" and
+  // the like): most replies then complete in place.
+  static constexpr size_t kInlineReplyBytes = 64;
+  static constexpr uint64_t kNoTicket = UINT64_MAX;
 
   enum class State : uint8_t {
     kNew,          // not seen before: now recorded as in flight, run the command
@@ -58,6 +65,7 @@ class ReplyCache {
   struct Lookup {
     State state = State::kNew;
     std::string_view reply;  // kAnswered: valid until the next non-const call
+    uint64_t ticket = kNoTicket;  // kNew from begin(): the in-flight record, for complete()
   };
 
   // `bytes` is the ring size (at least kMinBytes, rounded down to 8); the
@@ -78,6 +86,12 @@ class ReplyCache {
   // dropped until the retention ends.
   bool complete(std::string_view client, std::string_view cookie, std::string_view reply,
                 uint64_t now_ns);
+  // The same, with the ticket begin() returned: the reply goes into the
+  // in-flight record when it fits (no lookup); otherwise as above.
+  bool complete(uint64_t ticket, std::string_view client, std::string_view cookie,
+                std::string_view reply, uint64_t now_ns);
+  // complete() calls that stored the reply in the in-flight record.
+  uint64_t completedInPlace() const { return completed_in_place_; }
   // Forgets an in-flight command (its client is gone, or it got no answer), so
   // that a retransmission runs it again. An answered entry is left alone.
   void cancel(std::string_view client, std::string_view cookie);
@@ -97,7 +111,9 @@ class ReplyCache {
   uint64_t rejectedTooLong() const { return rejected_too_long_; }
 
  private:
-  enum class Kind : uint8_t { kInFlight = 1, kAnswered = 2, kWrap = 3 };
+  // kCancelled: an in-flight record whose index slot cancel() removed; its
+  // ticket must no longer complete it.
+  enum class Kind : uint8_t { kInFlight = 1, kAnswered = 2, kWrap = 3, kCancelled = 4 };
   struct Header {
     uint64_t time_ns;
     uint64_t hash;
@@ -128,7 +144,8 @@ class ReplyCache {
   // Writes a record at the head, evicting the oldest ones to make room;
   // returns its log position.
   uint64_t append(Kind kind, uint64_t hash, std::string_view client, std::string_view cookie,
-                  std::string_view reply, uint64_t now_ns);
+                  std::string_view reply, size_t reserve, uint64_t now_ns);
+  void setKind(uint64_t position, Kind kind);
   void popOldest(uint64_t now_ns);
   Lookup lookupAt(size_t slot, uint64_t now_ns) const;
 
@@ -147,6 +164,7 @@ class ReplyCache {
   size_t live_ = 0;
   uint64_t evicted_early_ = 0;
   uint64_t rejected_too_long_ = 0;
+  uint64_t completed_in_place_ = 0;
 };
 
 }  // namespace rtpc

@@ -184,5 +184,63 @@ TEST(ReplyCacheTest, IndexStaysConsistentUnderChurnOfCancelsAndAnswers) {
   EXPECT_GT(found, 0u);
 }
 
+// The listener's path: begin() hands out a ticket, complete(ticket, ...)
+// writes a short reply into the in-flight record instead of a second record.
+TEST(ReplyCacheTest, ATicketCompletesAShortReplyInPlace) {
+  ReplyCache cache(1 << 20, 30 * kSecond, 1);
+  const auto started = cache.begin(kClientA, "t1", 0);
+  ASSERT_EQ(started.state, State::kNew);
+  ASSERT_NE(started.ticket, ReplyCache::kNoTicket);
+  EXPECT_TRUE(cache.complete(started.ticket, kClientA, "t1", "40144 127.0.0.1", kSecond));
+  EXPECT_EQ(cache.completedInPlace(), 1u);
+  EXPECT_EQ(cache.size(), 1u);
+  const auto hit = cache.begin(kClientA, "t1", 2 * kSecond);
+  EXPECT_EQ(hit.state, State::kAnswered);
+  EXPECT_EQ(hit.reply, "40144 127.0.0.1");
+  // Retention counts from the answer here too.
+  EXPECT_EQ(cache.find(kClientA, "t1", 31 * kSecond - 1).state, State::kAnswered);
+  EXPECT_EQ(cache.find(kClientA, "t1", 31 * kSecond).state, State::kNew);
+}
+
+TEST(ReplyCacheTest, ATicketWithAReplyTooLongForItsRoomStillStoresTheReply) {
+  ReplyCache cache(1 << 20, 30 * kSecond, 1);
+  const std::string stats(ReplyCache::kInlineReplyBytes + 40, 's');
+  const auto started = cache.begin(kClientA, "q", 0);
+  EXPECT_TRUE(cache.complete(started.ticket, kClientA, "q", stats, 1));
+  EXPECT_EQ(cache.completedInPlace(), 0u);
+  EXPECT_EQ(cache.size(), 1u);
+  EXPECT_EQ(cache.find(kClientA, "q", 2).reply, stats);
+}
+
+TEST(ReplyCacheTest, ACancelledTicketDoesNotComeBackInPlace) {
+  ReplyCache cache(1 << 20, 30 * kSecond, 1);
+  const auto started = cache.begin(kClientA, "c", 0);
+  cache.cancel(kClientA, "c");
+  cache.complete(started.ticket, kClientA, "c", "0", 1);
+  EXPECT_EQ(cache.completedInPlace(), 0u);
+  // A ticket for another key never writes into this record either.
+  const auto other = cache.begin(kClientA, "d", 2);
+  cache.complete(other.ticket, kClientB, "d", "0", 3);
+  EXPECT_EQ(cache.completedInPlace(), 0u);
+  EXPECT_EQ(cache.find(kClientA, "d", 4).state, State::kInFlight);
+}
+
+TEST(ReplyCacheTest, ATicketWhoseRecordWasOverwrittenFallsBackToALookup) {
+  // A tiny ring: the in-flight record is pushed out by later commands while
+  // its command runs; the reply must still be stored, keyed, not in place.
+  ReplyCache cache(ReplyCache::kMinBytes, 1000 * kSecond, 3);
+  const auto started = cache.begin(kClientA, "slow", 0);
+  for (int i = 0; i < 200; ++i) {
+    const std::string cookie = "f" + std::to_string(i);
+    const auto t = cache.begin(kClientB, cookie, 1);
+    cache.complete(t.ticket, kClientB, cookie, "0", 1);
+  }
+  ASSERT_EQ(cache.find(kClientA, "slow", 2).state, State::kNew);  // it is gone
+  const uint64_t in_place = cache.completedInPlace();
+  EXPECT_TRUE(cache.complete(started.ticket, kClientA, "slow", "1234 127.0.0.1", 2));
+  EXPECT_EQ(cache.completedInPlace(), in_place);
+  EXPECT_EQ(cache.find(kClientA, "slow", 3).reply, "1234 127.0.0.1");
+}
+
 }  // namespace
 }  // namespace rtpc
