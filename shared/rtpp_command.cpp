@@ -520,4 +520,21 @@ bool formatCommand(const RtppCommand& cmd, const CommandEdits& edits, CommandBuf
   return ok;
 }
 
+DatagramGlance glanceAtDatagram(std::string_view d) {
+  const auto word_end = [&](size_t p) {
+    while (p < d.size() && d[p] != ' ' && d[p] != '\n') ++p;
+    return p;
+  };
+  const auto skip_spaces = [&](size_t p) {
+    while (p < d.size() && d[p] == ' ') ++p;
+    return p;
+  };
+  DatagramGlance g;
+  const size_t cookie_end = word_end(0);
+  g.cookie = d.substr(0, cookie_end);
+  const size_t call_id_start = skip_spaces(word_end(skip_spaces(cookie_end)));
+  g.call_id = d.substr(call_id_start, word_end(call_id_start) - call_id_start);
+  return g;
+}
+
 }  // namespace rtpc

@@ -146,6 +146,16 @@ enum class Framing : uint8_t {
 // one was found, so the caller can echo it.
 ParseResult parseCommand(std::string_view text, Framing framing, RtppCommand& out);
 
+// A glance at a datagram before it is parsed, to prefetch what its handling
+// will read: the first word (the cookie) and the third one (the call-id of
+// U/L/D/Q...; some other word, or empty, for other commands). Words are split
+// on spaces only; any bytes are accepted. Never a substitute for parseCommand.
+struct DatagramGlance {
+  std::string_view cookie;
+  std::string_view call_id;
+};
+DatagramGlance glanceAtDatagram(std::string_view datagram);
+
 // Edits applied while formatting a command for a member.
 struct CommandEdits {
   char type_letter = 0;                // replace the command letter ('L' for a U sent as lookup); 0 = keep

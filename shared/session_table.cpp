@@ -231,6 +231,14 @@ const SessionTable::Slot* SessionTable::find(uint64_t fp) const {
   return nullptr;
 }
 
+void SessionTable::prefetch(std::string_view call_id) const {
+  uint32_t b1;
+  uint32_t b2;
+  candidateBuckets(fingerprintOf(call_id), b1, b2);
+  __builtin_prefetch(slots() + size_t{b1} * kSlotsPerBucket);
+  __builtin_prefetch(slots() + size_t{b2} * kSlotsPerBucket);
+}
+
 bool SessionTable::expired(uint64_t meta, uint32_t now_s) const {
   if (stateOf(meta) != kDeleted) return false;
   const uint32_t deleted_at = lastUseOf(meta);

@@ -94,6 +94,7 @@ class ClusterWorker : public CommandHandler {
 
   // CommandHandler
   void onCommand(ControlRequest* request) override;
+  void prefetchCall(std::string_view call_id) override { table_->prefetch(call_id); }
 
   // Operations of the admin CLI (REFERENCE.md section 3).
   OpResult addMember(const MemberConfig& member);

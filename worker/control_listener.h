@@ -72,6 +72,9 @@ class CommandHandler {
   // The handler must eventually call request->listener->reply(request, ...)
   // exactly once, or cancel(request) when the client is gone.
   virtual void onCommand(ControlRequest* request) = 0;
+  // A hint before a batch of datagrams is handled: a command naming this
+  // call-id (maybe not a call-id at all: the third word) is coming.
+  virtual void prefetchCall(std::string_view /*call_id*/) {}
 };
 
 struct ControlListenerCounters {

@@ -133,6 +133,11 @@ void ReplyCache::popOldest(uint64_t now_ns) {
     if (now_ns < h.time_ns + retention_ns_) ++evicted_early_;
   }
   tail_ += h.size;
+  // The next record to go is the next command's eviction: start the index
+  // miss it will take now (its header is next to this one, so cheap to read).
+  if (tail_ < head_ && capacity_ - tail_ % capacity_ >= sizeof(Header)) {
+    __builtin_prefetch(&slots_[headerAt(tail_).hash & mask_]);
+  }
 }
 
 void ReplyCache::expire(uint64_t now_ns) {
@@ -294,6 +299,11 @@ void ReplyCache::cancel(std::string_view client, std::string_view cookie) {
   setKind(position, Kind::kCancelled);
   eraseSlot(slot);
   --live_;
+}
+
+void ReplyCache::prefetch(std::string_view client, std::string_view cookie) const {
+  if (client.size() > kMaxClientKeyBytes || cookie.size() > kMaxCookieBytes) return;
+  __builtin_prefetch(&slots_[hashKey(client, cookie) & mask_]);
 }
 
 ReplyCache::Lookup ReplyCache::find(std::string_view client, std::string_view cookie,

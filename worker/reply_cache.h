@@ -95,6 +95,9 @@ class ReplyCache {
   // Forgets an in-flight command (its client is gone, or it got no answer), so
   // that a retransmission runs it again. An answered entry is left alone.
   void cancel(std::string_view client, std::string_view cookie);
+  // Starts loading the index slot a later begin() of this key reads (a batch
+  // of datagrams then takes its cache misses side by side).
+  void prefetch(std::string_view client, std::string_view cookie) const;
   // Read-only lookup; never records anything (kNew means "not present").
   Lookup find(std::string_view client, std::string_view cookie, uint64_t now_ns) const;
   // Drops every entry older than the retention. begin() and complete() call

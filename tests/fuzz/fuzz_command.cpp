@@ -115,6 +115,11 @@ void roundTrip(const RtppCommand& c) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
+  // The listener's prefetch glance reads every datagram before parsing.
+  const rtpc::DatagramGlance g = rtpc::glanceAtDatagram(text);
+  check(g.cookie.data() == text.data() && g.cookie.size() <= size);
+  check(g.call_id.empty() || (g.call_id.data() >= text.data() &&
+                              g.call_id.data() + g.call_id.size() <= text.data() + size));
   for (const Framing framing : {Framing::kDatagram, Framing::kStream}) {
     RtppCommand c;
     const ParseResult r = rtpc::parseCommand(text, framing, c);

@@ -752,5 +752,35 @@ TEST(FormatCommand, RefusesAnUnparsedCommand) {
   EXPECT_FALSE(formatCommand(c, {}, buf));
 }
 
+// glanceAtDatagram feeds only prefetch hints, but it reads raw datagrams:
+// every shape must give in-bounds views, and the usual ones the right words.
+TEST(GlanceAtDatagram, FindsCookieAndCallIdOfEveryShape) {
+  struct Row {
+    std::string_view datagram, cookie, call_id;
+  };
+  const Row rows[] = {
+      {"123_4 U abc@host 192.0.2.1 4000 ft;1\n", "123_4", "abc@host"},
+      {"123_4 D abc@host ft", "123_4", "abc@host"},
+      {"c  Uc0,8  id1  a", "c", "id1"},  // runs of spaces
+      {"c V\n", "c", ""},
+      {"c V", "c", ""},
+      {"c", "c", ""},
+      {"", "", ""},
+      {" ", "", ""},
+      {"c D id\nrest", "c", "id"},
+      {std::string_view("c D i\0d x", 10), "c", std::string_view("i\0d", 3)},
+  };
+  for (const Row& r : rows) {
+    const DatagramGlance g = glanceAtDatagram(r.datagram);
+    EXPECT_EQ(g.cookie, r.cookie) << r.datagram;
+    EXPECT_EQ(g.call_id, r.call_id) << r.datagram;
+    // Views into the datagram itself, never past its end.
+    if (!g.call_id.empty()) {
+      EXPECT_GE(g.call_id.data(), r.datagram.data());
+      EXPECT_LE(g.call_id.data() + g.call_id.size(), r.datagram.data() + r.datagram.size());
+    }
+  }
+}
+
 }  // namespace
 }  // namespace rtpc
