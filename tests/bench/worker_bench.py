@@ -7,6 +7,10 @@ pairs) against a relay directly and against the worker, side by side:
 
   direct  W=1 / W=64    one relay, no worker: the floor
   worker  W=1 / W=64    through the worker, two relays behind it
+  forwarder W=1 / W=64 through udp_forwarder, a zero-logic UDP proxy (batched
+                        recvmmsg/sendmmsg, no parsing beyond the call-id, no
+                        state) in front of the same two relays: the floor for
+                        any proxy of this shape on this machine
   worker_1M W=64        the same after 1,000,000 live calls were preloaded
                         into the worker's session table
 
@@ -186,7 +190,8 @@ def main():
     relay_bin = os.path.join(build, "tests/tools/rtpp_test_relay")
     loadgen = os.path.join(build, "tests/tools/rtpp_loadgen")
     worker_bin = os.path.join(build, "worker/rtp_cluster_worker")
-    for b in (relay_bin, loadgen, worker_bin):
+    forwarder_bin = os.path.join(build, "tests/tools/udp_forwarder")
+    for b in (relay_bin, loadgen, worker_bin, forwarder_bin):
         if not os.access(b, os.X_OK):
             sys.exit(f"worker_bench: {b} missing: build {build} first")
     if args.table_size < args.preload:
@@ -211,7 +216,13 @@ def main():
         worker = Proc([worker_bin, "-c", cfg, "--log-level", "warn"], "worker", want_ready=False)
         procs.append(worker)
         wpid = worker.p.pid
-        log(f"relays {relays}, worker {worker.uri} (pid {wpid})")
+        forwarder = Proc([forwarder_bin, "-l", str(free_udp_port())] +
+                         [a for uri in relays for a in ("-r", uri.split(":", 1)[1])],
+                         "forwarder", want_ready=False)
+        procs.append(forwarder)
+        fpid = forwarder.p.pid
+        log(f"relays {relays}, worker {worker.uri} (pid {wpid}), "
+            f"forwarder {forwarder.uri} (pid {fpid})")
 
         timeout = args.duration + 30
         direct, through = relays[0], worker.uri
@@ -227,25 +238,27 @@ def main():
                 break
         log(f"warm-up done, worker VmRSS {last // 1024} KiB")
 
-        cases = [("direct", 1, direct), ("worker", 1, through),
-                 ("direct", 64, direct), ("worker", 64, through)]
+        cases = [("direct", 1, direct), ("forwarder", 1, forwarder.uri), ("worker", 1, through),
+                 ("direct", 64, direct), ("forwarder", 64, forwarder.uri), ("worker", 64, through)]
         runs = {(c, w): [] for c, w, _ in cases}
         relay_pids = [p.p.pid for p in procs[:2]]
         for rep in range(args.repeat):
             for case, w, target in cases:
                 # CPU each part spends per command: where a 2-core machine's
                 # time goes, and the throughput it allows at best.
-                w0, r0, c0 = cpu_seconds(wpid), sum(cpu_seconds(p) for p in relay_pids), children_cpu_seconds()
+                # The "proxy" column is the worker's or the forwarder's CPU.
+                ppid = fpid if case == "forwarder" else wpid
+                w0, r0, c0 = cpu_seconds(ppid), sum(cpu_seconds(p) for p in relay_pids), children_cpu_seconds()
                 res = run_loadgen(loadgen, ["-t", target, "-w", str(w), "-d", str(args.duration)],
                                   timeout)
                 cmds = max(res["cmds"], 1)
-                wk = (cpu_seconds(wpid) - w0) / cmds * 1e6
+                wk = (cpu_seconds(ppid) - w0) / cmds * 1e6
                 rl = (sum(cpu_seconds(p) for p in relay_pids) - r0) / cmds * 1e6
                 lg = (children_cpu_seconds() - c0) / cmds * 1e6
                 res["cpu_us"] = wk + rl + lg
                 runs[(case, w)].append(res)
                 print(bench_line(case, w, res, f" run={rep + 1} load=\"{loadavg()}\""), flush=True)
-                print(f"CPU case={case} w={w} us_per_cmd worker={wk:.1f} relays={rl:.1f} "
+                print(f"CPU case={case} w={w} us_per_cmd proxy={wk:.1f} relays={rl:.1f} "
                       f"loadgen={lg:.1f} total={wk + rl + lg:.1f} "
                       f"cps_bound_{os.cpu_count()}cores={os.cpu_count() * 1e6 / max(wk + rl + lg, 0.01):.0f}",
                       flush=True)
@@ -295,6 +308,7 @@ def main():
         d1, w1 = med[("direct", 1)], med[("worker", 1)]
         w64, m64 = med[("worker", 64)], med[(case_1m, 64)]
         d64 = med[("direct", 64)]
+        f1, f64 = med[("forwarder", 1)], med[("forwarder", 64)]
         extra = w1["p50_us"] - d1["p50_us"]
         ratio_1m = m64["cps"] / w64["cps"] if w64["cps"] else 0.0
 
@@ -312,6 +326,12 @@ def main():
               f"{TARGET_1M_RATIO})  {verdict(ratio_1m >= TARGET_1M_RATIO)}")
         print(f"  memory per tracked call = {per_call:.0f} bytes (target < {TARGET_BYTES_PER_CALL})"
               f"  {verdict(per_call < TARGET_BYTES_PER_CALL)}")
+        print("FLOOR (udp_forwarder: no logic, same two relays; what any UDP proxy costs here)")
+        print(f"  W=1 p50 through forwarder - direct = {f1['p50_us'] - d1['p50_us']:.0f} us; "
+              f"worker - forwarder = {w1['p50_us'] - f1['p50_us']:.0f} us")
+        print(f"  W=64 forwarder cps = {f64['cps']:.0f} ({f64['cps'] / TARGET_CPS:.2f} x target); "
+              f"worker = {w64['cps'] / f64['cps'] if f64['cps'] else 0:.2f} x forwarder")
+        print(f"  W=64 forwarder p99 = {f64['p99_us']:.0f} us")
         print(f"  loadavg_end=\"{loadavg()}\"", flush=True)
     finally:
         for p in reversed(procs):
