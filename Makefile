@@ -38,7 +38,7 @@ check: test sanitize fuzz
 # loopback, ~4 minutes. E.g. make bench BENCH_ARGS="--repeat 1 --duration 2".
 bench:
 	[ -f $(BENCH_BUILD)/build.ninja ] || meson setup $(BENCH_BUILD) --buildtype=release
-	ninja -C $(BENCH_BUILD) tests/tools/rtpp_test_relay tests/tools/rtpp_loadgen worker/rtp_cluster_worker
+	ninja -C $(BENCH_BUILD) tests/tools/rtpp_test_relay tests/tools/rtpp_loadgen tests/tools/udp_forwarder worker/rtp_cluster_worker
 	python3 tests/bench/worker_bench.py --build $(BENCH_BUILD) $(BENCH_ARGS)
 
 # Debian package (docs/install.md) into DEB_OUT; a few minutes. The packaged
