@@ -27,13 +27,6 @@ namespace rtpc {
 
 namespace {
 
-uint64_t monotonicNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-
 // One allowed peer IP: 4 or 16 bytes.
 struct PeerIp {
   uint8_t length = 0;
