@@ -870,6 +870,55 @@ TEST(Daemon, MetricsEndpointIsScrapedDuringTraffic) {
 }
 
 
+// Timeouts and failovers, scraped from a daemon whose first relay stalls:
+// the counters an operator alerts on must move when a relay goes bad.
+TEST(Daemon, MetricsCountTheTimeoutsAndFailoversOfAStalledRelay) {
+  TempDir dir;
+  TestRelay slow;
+  TestRelay good;
+  ASSERT_TRUE(slow.start("udp:127.0.0.1:0", dir.file("slow.adm")));
+  ASSERT_TRUE(good.start("udp:127.0.0.1:0", dir.file("good.adm")));
+  const uint16_t control = freeLoopbackPort(SOCK_DGRAM);
+  const uint16_t metrics = freeLoopbackPort(SOCK_STREAM);
+  DaemonUnderTest d(dir);
+  const std::string clusters =
+      clusterXml("f", "udp", "127.0.0.1:" + std::to_string(control),
+                 memberXml("slow", "udp", hostPort(slow.address())) + memberXml("good", "udp", hostPort(good.address())));
+  ASSERT_TRUE(d.start("<rtp_cluster_config>\n  <metrics><address>127.0.0.1:" + std::to_string(metrics) +
+                      "</address></metrics>\n" + clusters + "</rtp_cluster_config>\n"));
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "f", 2); }));
+
+  // Every create that picks `slow` first times out there and is retried on
+  // `good`, inside the client's deadline. With equal weights, 16 new calls
+  // all avoiding `slow` before it is declared offline has odds of 2^-16.
+  slow.admin("delay 3000");
+  constexpr int kCalls = 16;
+  {
+    ControlClient c(SocketAddress{Transport::kUdp, "127.0.0.1", control, ""});
+    for (int i = 0; i < kCalls; ++i) {
+      const std::string answer = c.command("U fcall" + std::to_string(i) + " 192.0.2.1 4000 ft" + std::to_string(i));
+      ASSERT_FALSE(answer.empty());
+      EXPECT_NE(answer[0], 'E') << answer;
+    }
+  }
+  const std::string cluster = "{cluster=\"f\"}";
+  const std::string on_slow = "{cluster=\"f\",member=\"slow\"}";
+  const std::string on_good = "{cluster=\"f\",member=\"good\"}";
+  std::string last;
+  EXPECT_TRUE(eventually([&] {
+    last = httpGet(metrics, "/metrics");
+    return sample(last, "rtp_cluster_failovers_total" + cluster) >= 1 &&
+           sample(last, "rtp_cluster_member_timeouts_total" + on_slow) >= 1 &&
+           sample(last, "rtp_cluster_member_online" + on_slow) == 0;
+  })) << last;
+  EXPECT_GE(sample(last, "rtp_cluster_member_failovers_total" + on_slow), 1) << last;
+  EXPECT_EQ(sample(last, "rtp_cluster_member_failovers_total" + on_good), 0) << last;
+  EXPECT_EQ(sample(last, "rtp_cluster_member_timeouts_total" + on_good), 0) << last;
+  EXPECT_EQ(sample(last, "rtp_cluster_member_bound_sessions" + on_good), kCalls) << last;
+  EXPECT_EQ(sample(last, "rtp_cluster_answers_total{cluster=\"f\",command=\"U\",result=\"ok\"}"), kCalls);
+  slow.admin("delay 0");
+}
+
 // ---------------------------------------------------------------------------
 // Log lines: what SIGUSR1 claims, escaped values, one STARTUP_FAILED per
 // failed start, and the journal's priority prefix (docs/operation.md
