@@ -11,8 +11,10 @@ pairs) against a relay directly and against the worker, side by side:
                         recvmmsg/sendmmsg, no parsing beyond the call-id, no
                         state) in front of the same two relays: the floor for
                         any proxy of this shape on this machine
-  worker_1M W=64        the same after 1,000,000 live calls were preloaded
-                        into the worker's session table
+  worker_1M W=64        through a second, identical worker that got
+                        1,000,000 live calls preloaded into its session
+                        table first; its runs interleave with the others, so
+                        the T4 ratio compares runs taken side by side
 
 Each case runs --repeat times (interleaved, so a burst of load from elsewhere
 hits both sides) and the median run is reported. The worker's RSS is read from
@@ -216,12 +218,20 @@ def main():
         worker = Proc([worker_bin, "-c", cfg, "--log-level", "warn"], "worker", want_ready=False)
         procs.append(worker)
         wpid = worker.p.pid
+        # A second worker, the same but for its port, that gets the preload:
+        # its runs interleave with the empty one's, so a change of speed of
+        # the shared machine hits both sides of the T4 ratio alike.
+        big_cfg = os.path.join(tmp, "bench_big.xml")
+        write_config(big_cfg, free_udp_port(), relays, args.table_size)
+        big = Proc([worker_bin, "-c", big_cfg, "--log-level", "warn"], "worker_big", want_ready=False)
+        procs.append(big)
+        bpid = big.p.pid
         forwarder = Proc([forwarder_bin, "-l", str(free_udp_port())] +
                          [a for uri in relays for a in ("-r", uri.split(":", 1)[1])],
                          "forwarder", want_ready=False)
         procs.append(forwarder)
         fpid = forwarder.p.pid
-        log(f"relays {relays}, worker {worker.uri} (pid {wpid}), "
+        log(f"relays {relays}, worker {worker.uri} (pid {wpid}), worker_big {big.uri} (pid {bpid}), "
             f"forwarder {forwarder.uri} (pid {fpid})")
 
         timeout = args.duration + 30
@@ -229,17 +239,34 @@ def main():
         # Warm-up until the worker's RSS stops growing: its reply cache ring
         # (64 MiB, touched as it fills) must be resident and wrapped before the
         # baseline, or the preload's RSS delta would count the ring as calls.
-        last = rss(wpid)["VmRSS"]
-        for _ in range(30):
-            run_loadgen(loadgen, ["-t", through, "-w", "64", "-d", "2"], timeout)
-            now = rss(wpid)["VmRSS"]
-            grew, last = now - last, now
-            if grew < 512 * 1024:
-                break
-        log(f"warm-up done, worker VmRSS {last // 1024} KiB")
+        for pid, uri in ((wpid, through), (bpid, big.uri)):
+            last = rss(pid)["VmRSS"]
+            for _ in range(30):
+                run_loadgen(loadgen, ["-t", uri, "-w", "64", "-d", "2"], timeout)
+                now = rss(pid)["VmRSS"]
+                grew, last = now - last, now
+                if grew < 512 * 1024:
+                    break
+            log(f"warm-up done, {uri} VmRSS {last // 1024} KiB")
+
+        # The preload, before the measured runs (see worker_big above).
+        rss_before = rss(bpid)
+        t0 = time.monotonic()
+        pre = run_loadgen(loadgen, ["-t", big.uri, "--preload", str(args.preload),
+                                    "--release", relays[0], "--release", relays[1], "-w", "64",
+                                    "--timeout-ms", "2000"], timeout=600)
+        preload_s = time.monotonic() - t0
+        time.sleep(0.5)
+        rss_after = rss(bpid)
+        created = int(pre["calls"])
+        print(f"PRELOAD calls={created} seconds={preload_s:.1f} cps={pre['cps']:.0f} "
+              f"errors={pre['errors']:.0f} timeouts={pre['timeouts']:.0f}", flush=True)
+        case_1m = f"worker_{args.preload // 1000}k" if args.preload < 1_000_000 else \
+            f"worker_{args.preload // 1_000_000}M"
 
         cases = [("direct", 1, direct), ("forwarder", 1, forwarder.uri), ("worker", 1, through),
-                 ("direct", 64, direct), ("forwarder", 64, forwarder.uri), ("worker", 64, through)]
+                 ("direct", 64, direct), ("forwarder", 64, forwarder.uri), ("worker", 64, through),
+                 (case_1m, 64, big.uri)]
         runs = {(c, w): [] for c, w, _ in cases}
         relay_pids = [p.p.pid for p in procs[:2]]
         for rep in range(args.repeat):
@@ -247,7 +274,7 @@ def main():
                 # CPU each part spends per command: where a 2-core machine's
                 # time goes, and the throughput it allows at best.
                 # The "proxy" column is the worker's or the forwarder's CPU.
-                ppid = fpid if case == "forwarder" else wpid
+                ppid = fpid if case == "forwarder" else bpid if case == case_1m else wpid
                 w0, r0, c0 = cpu_seconds(ppid), sum(cpu_seconds(p) for p in relay_pids), children_cpu_seconds()
                 res = run_loadgen(loadgen, ["-t", target, "-w", str(w), "-d", str(args.duration)],
                                   timeout)
@@ -263,27 +290,7 @@ def main():
                       f"cps_bound_{os.cpu_count()}cores={os.cpu_count() * 1e6 / max(wk + rl + lg, 0.01):.0f}",
                       flush=True)
 
-        rss_before = rss(wpid)
-        t0 = time.monotonic()
-        pre = run_loadgen(loadgen, ["-t", through, "--preload", str(args.preload),
-                                    "--release", relays[0], "--release", relays[1], "-w", "64",
-                                    "--timeout-ms", "2000"], timeout=600)
-        preload_s = time.monotonic() - t0
-        time.sleep(0.5)
-        rss_after = rss(wpid)
-        created = int(pre["calls"])
-        print(f"PRELOAD calls={created} seconds={preload_s:.1f} cps={pre['cps']:.0f} "
-              f"errors={pre['errors']:.0f} timeouts={pre['timeouts']:.0f}", flush=True)
-
-        case_1m = f"worker_{args.preload // 1000}k" if args.preload < 1_000_000 else \
-            f"worker_{args.preload // 1_000_000}M"
-        runs[(case_1m, 64)] = []
-        for rep in range(args.repeat):
-            res = run_loadgen(loadgen, ["-t", through, "-w", "64", "-d", str(args.duration)],
-                              timeout)
-            runs[(case_1m, 64)].append(res)
-            print(bench_line(case_1m, 64, res, f" run={rep + 1} load=\"{loadavg()}\""), flush=True)
-        rss_end = rss(wpid)
+        rss_end = rss(bpid)
 
         med = {k: median_run(v) for k, v in runs.items()}
         print("# medians", flush=True)
