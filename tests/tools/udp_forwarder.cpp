@@ -2,7 +2,7 @@
 //
 // It does the minimum a proxy between rtpp_loadgen and two relays must do in
 // the kernel: per command, one receive and one send towards a relay, one
-// receive and one send back. No parsing, no cookie rewriting (only the call-id is hashed to pick the relay), no session or
+// receive and one send back. No parsing, no cookie rewriting (the call-id is hashed, as the worker does, to pick the relay), no session or
 // reply cache, no event library: batched recvmmsg/sendmmsg on a bare epoll
 // loop. Relays echo the client's cookie, so answers go back unchanged to the
 // last client address seen (the bench has one client).
@@ -27,6 +27,12 @@
 #include <string>
 #include <vector>
 
+#include "shared/address.h"
+#include "shared/rtpp_command.h"
+#include "shared/session_table.h"
+
+using namespace rtpc;
+
 namespace {
 
 constexpr int kBatch = 64;
@@ -50,29 +56,11 @@ struct Batch {
   }
 };
 
-bool parseHostPort(const char* text, sockaddr_in& out) {
-  const char* colon = std::strrchr(text, ':');
-  if (colon == nullptr) return false;
-  const std::string host(text, colon);
-  out = {};
-  out.sin_family = AF_INET;
-  out.sin_port = htons(static_cast<uint16_t>(std::atoi(colon + 1)));
-  return inet_pton(AF_INET, host.c_str(), &out.sin_addr) == 1;
-}
-
 // The relay of a command: by a hash of its call-id (the third word), so a
 // call's U and D meet on the same relay, as behind the worker.
 size_t relayFor(const char* data, size_t length, size_t relays) {
-  size_t i = 0;
-  for (int word = 0; word < 2; ++word) {
-    while (i < length && data[i] != ' ') ++i;
-    while (i < length && data[i] == ' ') ++i;
-  }
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (; i < length && data[i] != ' ' && data[i] != '\n'; ++i) {
-    h = (h ^ static_cast<unsigned char>(data[i])) * 0x100000001b3ULL;
-  }
-  return static_cast<size_t>(h % relays);
+  const DatagramGlance g = glanceAtDatagram(std::string_view(data, length));
+  return static_cast<size_t>(hashCallId(g.call_id, 0) % relays);
 }
 
 // Sends msgs[0..n) with as few syscalls as the kernel allows; a datagram the
@@ -95,14 +83,17 @@ void sendAll(int fd, mmsghdr* msgs, int n) {
 
 int main(int argc, char** argv) {
   int port = -1;
-  std::vector<sockaddr_in> relays;
+  std::vector<ResolvedAddress> relays;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "-l") == 0) {
       port = std::atoi(argv[i + 1]);
     } else if (std::strcmp(argv[i], "-r") == 0) {
-      sockaddr_in a;
-      if (!parseHostPort(argv[i + 1], a)) {
-        std::fprintf(stderr, "udp_forwarder: bad relay address %s\n", argv[i + 1]);
+      const AddressResult parsed = parseAddressUri(argv[i + 1], Transport::kUdp);
+      ResolvedAddress a;
+      std::string error;
+      if (!parsed.address || parsed.address->transport != Transport::kUdp ||
+          !resolveAddress(*parsed.address, a, error)) {
+        std::fprintf(stderr, "udp_forwarder: bad relay address %s (want udp HOST:PORT)\n", argv[i + 1]);
         return 2;
       }
       relays.push_back(a);
@@ -131,9 +122,9 @@ int main(int argc, char** argv) {
   ev.data.u32 = 0;
   epoll_ctl(ep, EPOLL_CTL_ADD, listen_fd, &ev);
   std::vector<int> relay_fds;
-  for (const sockaddr_in& r : relays) {
-    const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, reinterpret_cast<const sockaddr*>(&r), sizeof r) != 0) {
+  for (const ResolvedAddress& r : relays) {
+    const int fd = socket(r.family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, r.sa(), r.length) != 0) {
       std::perror("udp_forwarder: connect");
       return 1;
     }
