@@ -64,11 +64,8 @@ bool isRefusal(const RtppReply& reply) {
           reply.error_code == ecode::kNoPorts);
 }
 
-uint64_t steadyMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
+// The same clock as steady_clock (CLOCK_MONOTONIC), without the conversions.
+uint64_t steadyMs() { return monotonicNs() / 1'000'000; }
 
 }  // namespace
 

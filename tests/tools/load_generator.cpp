@@ -18,16 +18,13 @@
 #include "shared/address.h"
 #include "shared/fixed_buffer.h"
 #include "shared/rtpp_reply.h"
+#include "shared/time_util.h"
 
 namespace rtpc {
 
 namespace {
 
-uint64_t nowNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
-}
+uint64_t nowNs() { return monotonicNs(); }
 
 template <typename T>
 bool parseNumber(std::string_view s, T& v) {

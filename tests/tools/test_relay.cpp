@@ -23,6 +23,7 @@
 #include <unordered_map>
 
 #include "shared/address.h"
+#include "shared/time_util.h"
 #include "tests/tools/relay_reply_cache.h"
 
 namespace rtpc {
@@ -33,11 +34,7 @@ constexpr size_t kBatch = 64;
 constexpr size_t kRecvBytes = kMaxCommandBytes + 1;  // one more: a longer datagram is E5
 constexpr size_t kMaxStreamLine = kMaxCommandBytes;
 
-uint64_t nowMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
-}
+uint64_t nowMs() { return monotonicNs() / 1'000'000; }
 
 bool parseUnsigned(std::string_view s, uint64_t& v) {
   if (s.empty()) return false;
