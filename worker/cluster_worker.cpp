@@ -193,6 +193,7 @@ ClusterWorker::~ClusterWorker() {
   graveyard_.clear();
   if (reaper_ != nullptr) event_free(reaper_);
   if (housekeeping_ != nullptr) event_free(housekeeping_);
+  if (stall_tick_ != nullptr) event_free(stall_tick_);
   if (release_held_ != nullptr) event_free(release_held_);
 }
 
@@ -295,6 +296,17 @@ bool ClusterWorker::init(std::string& error) {
       [](evutil_socket_t, short, void* arg) { static_cast<ClusterWorker*>(arg)->onHousekeeping(); }, this);
   const timeval every{0, 250000};
   event_add(housekeeping_, &every);
+  stall_.setGrace(std::max<uint64_t>(config_.tuning.command_timeout_ms, 1));
+  stall_.observe(nowMs());
+  stall_tick_ = event_new(
+      base_, -1, EV_PERSIST,
+      [](evutil_socket_t, short, void* arg) {
+        auto* self = static_cast<ClusterWorker*>(arg);
+        self->checkStall(self->nowMs());
+      },
+      this);
+  const timeval tick = msToTimeval(LoopStall::kTickMs);
+  event_add(stall_tick_, &tick);
   spdlog::info("WORKER_START cluster={} address={} members={}", config_.name,
                config_.control.uri(), config_.members.size());
   return true;
@@ -387,6 +399,7 @@ OpResult ClusterWorker::addMemberInternal(const MemberConfig& cfg, int preferred
   lo.address = cfg.address;
   lo.cmd_out_address = cfg.cmd_out_address;
   lo.max_retransmits = config_.tuning.command_retries;
+  lo.stall = &stall_;
   m->link = MemberLink::create(base_, lo, m.get());
   if (!m->link) return {false, cfg.name + ": cannot create the control link"};
   m->health_timer = event_new(
@@ -480,6 +493,7 @@ OpResult ClusterWorker::applyConfig(const ClusterConfig& config) {
       lo.address = mc.address;
       lo.cmd_out_address = mc.cmd_out_address;
       lo.max_retransmits = config.tuning.command_retries;
+      lo.stall = &stall_;
       dead_links_.push_back(std::move(m->link));
       event_active(reaper_, 0, 0);
       m->link = MemberLink::create(base_, lo, m);
@@ -495,6 +509,7 @@ OpResult ClusterWorker::applyConfig(const ClusterConfig& config) {
   config_.capacity_limit = config.capacity_limit;
   config_.disconnect_notify = config.disconnect_notify;
   config_.tuning = config.tuning;
+  stall_.setGrace(std::max<uint64_t>(config_.tuning.command_timeout_ms, 1));
   updateNotifyPeers();
   return {};
 }
@@ -610,7 +625,40 @@ void ClusterWorker::applyHealth(Member& m, const HealthAction& action) {
   }
 }
 
-void ClusterWorker::onHealthTimer(Member& m) { applyHealth(m, m.health.onTimer(nowMs())); }
+void ClusterWorker::onHealthTimer(Member& m) {
+  const uint64_t now = nowMs();
+  checkStall(now);
+  if (m.removed) return;
+  applyHealth(m, m.health.onTimer(now));
+}
+
+void ClusterWorker::checkStall(uint64_t now) {
+  stall_.observe(now);
+  if (stall_.count() == stalls_handled_) return;
+  stalls_handled_ = stall_.count();
+  onLoopStall(stall_.last());
+}
+
+// The loop did not run for a while: what timed out meanwhile is the worker's
+// doing, not the relays'. The member links postpone such deadlines
+// themselves (LoopStall); here the jobs get back the time they lost, and
+// every member's health machine learns of the stall before it judges a probe.
+void ClusterWorker::onLoopStall(const LoopStall::Window& w) {
+  const uint64_t length = w.end_ms - w.start_ms;
+  uint64_t suppressed = 0;
+  if (log_stall_.allow(w.end_ms, suppressed)) {
+    spdlog::warn("WORKER_STALL cluster={} ms={} stalls={} suppressed={}", config_.name, length, stall_.count(),
+                 suppressed);
+  }
+  for (auto& j : jobs_) {
+    if (j->in_use && j->deadline_ms >= w.start_ms) j->deadline_ms += length;
+  }
+  for (size_t i = 0; i < members_.size(); ++i) {
+    Member* m = members_[i].get();
+    if (m == nullptr || m->removed) continue;
+    applyHealth(*m, m->health.onLoopStall(w.start_ms, w.end_ms));
+  }
+}
 
 void ClusterWorker::onProbeReply(Member& m, ProbeKind kind, LinkOutcome outcome,
                                  std::string_view body) {
@@ -621,7 +669,7 @@ void ClusterWorker::onProbeReply(Member& m, ProbeKind kind, LinkOutcome outcome,
   if (kind == ProbeKind::kHeartbeat) checkDrained(m, true);
 }
 
-void ClusterWorker::noteCommandOutcome(Member& m, bool ok) {
+void ClusterWorker::noteCommandOutcome(Member& m, bool ok, uint64_t began_ms) {
   const uint64_t now = nowMs();
   if (ok) {
     // Only a member that is online resets its count this way: replies are
@@ -629,7 +677,9 @@ void ClusterWorker::noteCommandOutcome(Member& m, bool ok) {
     if (m.health.consecutiveFailures() != 0) applyHealth(m, m.health.onCommandSuccess(now));
   } else {
     ++m.timeouts;
-    applyHealth(m, m.health.onCommandFailure(now));
+    checkStall(now);
+    if (m.removed) return;
+    applyHealth(m, m.health.onCommandFailure(now, began_ms));
   }
 }
 
@@ -875,17 +925,20 @@ void ClusterWorker::answerInfo(ControlRequest* request) {
 void ClusterWorker::routeByCall(ControlRequest* request) {
   const RtppCommand& cmd = request->command;
   const uint64_t now = nowMs();
-  std::optional<uint16_t> bound;
+  // A known call always goes to its own member: sent anywhere else, a U
+  // would create a second session of it there and orphan the first.
+  std::optional<uint16_t> bound = table_->lookup(cmd.call_id, now);
   // `U ... && C callid2 ...` forks call2's streams into this session: both
-  // calls must live on the same relay, so call2 decides.
-  if (cmd.type == CommandType::kUpdate && cmd.hasSubcommands()) {
+  // calls must live on the same relay, so a new call goes where call2 is.
+  // For a known call on another relay than call2, the call's relay answers
+  // what rtpproxy answers for a C it cannot carry out: `<port> <addr> && -1`.
+  if (!bound && cmd.type == CommandType::kUpdate && cmd.hasSubcommands()) {
     for (size_t i = 0; i < cmd.subcommand_count && !bound; ++i) {
       std::string_view w = cmd.subcommandToken(i, 0);
       if (cmd.subcommand_argc[i] >= 2 && (w == "C" || w == "c"))
         bound = table_->lookup(cmd.subcommandToken(i, 1), now);
     }
   }
-  if (!bound) bound = table_->lookup(cmd.call_id, now);
   Member* member = bound ? memberAt(*bound) : nullptr;
 
   if (member != nullptr) {
@@ -1057,10 +1110,17 @@ void ClusterWorker::onMemberReply(Member& m, uint64_t token, LinkOutcome outcome
     onProbeReply(m, static_cast<ProbeKind>(token & 0xff), outcome, body);
     return;
   }
-  if (outcome != LinkOutcome::kReply && !m.removed) noteCommandOutcome(m, false);
   Job* job = jobFor(token);
+  if (outcome != LinkOutcome::kReply && !m.removed) {
+    // When it began matters (see MemberHealth): a job knows; a
+    // fire-and-forget delete ran its whole command timeout.
+    const uint64_t now = nowMs();
+    const uint64_t timeout = config_.tuning.command_timeout_ms;
+    noteCommandOutcome(m, false, job != nullptr ? job->started_ms : (now > timeout ? now - timeout : 0));
+    job = jobFor(token);  // health callbacks may have finished it
+  }
   if (job == nullptr) return;  // fire-and-forget delete, or a job already answered
-  if (outcome == LinkOutcome::kReply && !m.removed) noteCommandOutcome(m, true);
+  if (outcome == LinkOutcome::kReply && !m.removed) noteCommandOutcome(m, true, 0);
   switch (job->kind) {
     case kJobForward:
       deliverForward(*job, m, outcome, body);

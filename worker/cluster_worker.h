@@ -27,6 +27,7 @@
 #include "shared/rtpp_stats.h"
 #include "shared/session_table.h"
 #include "worker/control_listener.h"
+#include "worker/loop_stall.h"
 #include "worker/member_health.h"
 #include "worker/member_link.h"
 #include "worker/member_selector.h"
@@ -112,6 +113,8 @@ class ClusterWorker : public CommandHandler {
   // The disconnect-notify relay, when the cluster configures one.
   const NotifyRelay* notifyRelay() const { return notify_relay_.get(); }
   const ClusterConfig& config() const { return config_; }
+  // Stalls of this worker's loop (LoopStall): how many, and how long in all.
+  const LoopStall& loopStall() const { return stall_; }
 
   struct Member;
   struct Job;
@@ -151,12 +154,16 @@ class ClusterWorker : public CommandHandler {
   // Health.
   void applyHealth(Member& member, const HealthAction& action);
   void onProbeReply(Member& member, ProbeKind kind, LinkOutcome outcome, std::string_view body);
-  void noteCommandOutcome(Member& member, bool ok);
+  void noteCommandOutcome(Member& member, bool ok, uint64_t began_ms);
   void checkDrained(Member& member, bool after_heartbeat = false);
   void removeMember(Member& member, std::string_view reason);
   void flushDeferredDeletes(Member& member);
   void updateNotifyPeers();
   void onHousekeeping();
+  // Stalls: checkStall() observes the clock and, when a stall ended, calls
+  // onLoopStall() once for it before any timeout is judged.
+  void checkStall(uint64_t now);
+  void onLoopStall(const LoopStall::Window& window);
 
   // Helpers.
   Member* findMember(std::string_view name) const;
@@ -189,6 +196,9 @@ class ClusterWorker : public CommandHandler {
   WorkerCounters counters_;
   std::unique_ptr<NotifyRelay> notify_relay_;
   event* housekeeping_ = nullptr;
+  LoopStall stall_;
+  uint64_t stalls_handled_ = 0;
+  event* stall_tick_ = nullptr;  // observes the clock every LoopStall::kTickMs
   bool keep_attached_calls_ = false;  // during init over an attached table
   std::vector<ControlRequest*> held_;  // commands waiting for the first probes
   uint64_t startup_hold_until_ms_ = 0;
@@ -202,6 +212,7 @@ class ClusterWorker : public CommandHandler {
   LogLimiter log_delete_deferred_;
   LogLimiter log_delete_dropped_;
   LogLimiter log_ambiguous_;
+  LogLimiter log_stall_{5, 10000};
 };
 
 }  // namespace rtpc

@@ -274,9 +274,29 @@ HealthAction MemberHealth::onCommandSuccess(uint64_t now_ms) {
   return wait();
 }
 
-HealthAction MemberHealth::onCommandFailure(uint64_t now_ms) {
+HealthAction MemberHealth::onCommandFailure(uint64_t now_ms, uint64_t began_ms) {
   if (!started_ || state_ == HealthState::kOffline) return wait();
+  if (stall_end_ms_ != 0 && began_ms <= stall_end_ms_) {
+    // It was in flight while the worker stood still: not the relay's fault
+    // for sure. One probe sent after the stall decides (its timeout counts).
+    ++excused_;
+    if (state_ == HealthState::kOnline && outstanding_ == ProbeKind::kNone && sent_at_ms_ <= stall_end_ms_) {
+      return send(ProbeKind::kHeartbeat, now_ms);
+    }
+    return wait();
+  }
   return failed(HealthReason::kCommandFailures, now_ms);
+}
+
+HealthAction MemberHealth::onLoopStall(uint64_t start_ms, uint64_t end_ms) {
+  if (end_ms > stall_end_ms_) stall_end_ms_ = end_ms;
+  if (!started_) return wait();
+  // A probe whose deadline passed (or would pass) while nothing was read gets
+  // a whole probe timeout after the stall, as if it had been sent then.
+  if (outstanding_ != ProbeKind::kNone && deadline_ms_ >= start_ms) {
+    deadline_ms_ = std::max(deadline_ms_, end_ms + policy_.probe_timeout_ms);
+  }
+  return wait();
 }
 
 }  // namespace rtpc

@@ -26,6 +26,16 @@
 // cannot wedge a member. A reply or timeout for a probe that is not
 // outstanding (a late answer after the member went offline) is ignored.
 //
+// A stall of the worker itself (its loop did not run: SIGSTOP, a busy host)
+// is not the relay's failure. The worker reports it with onLoopStall(): an
+// outstanding probe whose deadline fell in the stall gets a new deadline a
+// full probe timeout after its end (its answer may be queued unread), and a
+// command that began before the stall ended and failed afterwards is not
+// counted: the burst of them is one event that says nothing certain about
+// the relay, so it asks the relay instead (an Ib at once, when the member is
+// online and no probe was sent since the stall). Offline then follows from
+// probes, the evidence about the relay.
+//
 // Time: uint64_t milliseconds of a monotonic clock, passed in.
 
 #include <cstdint>
@@ -124,7 +134,12 @@ class MemberHealth {
   // Outcome of a command the router forwarded to this member. A success
   // resets the failure count, and brings an offline member's next V forward.
   HealthAction onCommandSuccess(uint64_t now_ms);
-  HealthAction onCommandFailure(uint64_t now_ms);
+  // `began_ms`: when the failed command was first sent (a failure that began
+  // before the last stall ended is excused, see above).
+  HealthAction onCommandFailure(uint64_t now_ms, uint64_t began_ms);
+  HealthAction onCommandFailure(uint64_t now_ms) { return onCommandFailure(now_ms, now_ms); }
+  // The worker's loop did not run from start_ms to end_ms.
+  HealthAction onLoopStall(uint64_t start_ms, uint64_t end_ms);
 
   HealthState state() const { return state_; }
   bool online() const { return state_ == HealthState::kOnline; }
@@ -139,6 +154,8 @@ class MemberHealth {
   uint32_t consecutiveFailures() const { return failures_; }
   std::optional<uint64_t> lastRttMs() const { return last_rtt_ms_; }
   ProbeKind outstanding() const { return outstanding_; }
+  // Command failures not counted because they began before a stall ended.
+  uint64_t excusedFailures() const { return excused_; }
   const HealthPolicy& policy() const { return policy_; }
 
  private:
@@ -165,6 +182,8 @@ class MemberHealth {
   double smoothed_active_ = 0.0;
   std::optional<InfoStats> last_stats_;
   std::optional<uint64_t> last_rtt_ms_;
+  uint64_t stall_end_ms_ = 0;    // end of the last stall of the worker's loop; 0 = none
+  uint64_t excused_ = 0;
 };
 
 }  // namespace rtpc

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <deque>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "shared/rtpp_command.h"
@@ -186,6 +187,19 @@ class LinkBase : public MemberLink {
   }
 
   const ResolvedAddress* source() const { return has_source_ ? &source_ : nullptr; }
+
+  // A deadline that passed while the worker's loop was not running (a stall)
+  // moves to after the stall: the reply may be queued unread. True when moved.
+  bool postponed(Clock::time_point& deadline, Clock::time_point now) {
+    if (options_.stall == nullptr) return false;
+    const auto ms = [](Clock::time_point t) {
+      return static_cast<uint64_t>(duration_cast<milliseconds>(t.time_since_epoch()).count());
+    };
+    const std::optional<uint64_t> until = options_.stall->postpone(ms(deadline), ms(now));
+    if (!until) return false;
+    deadline = Clock::time_point(milliseconds(*until));
+    return true;
+  }
 
   event_base* base_;
   MemberLinkOptions options_;
@@ -453,7 +467,7 @@ class UdpLink final : public LinkBase {
   void onSlotTimer(Slot& s) {
     if (!s.busy) return;
     const Clock::time_point now = Clock::now();
-    if (now >= s.deadline) {
+    if (now >= s.deadline && !postponed(s.deadline, now)) {
       finish(s, LinkOutcome::kTimeout, "timeout");
       return;
     }
@@ -715,7 +729,9 @@ class UnixLink final : public LinkBase {
     Conn& c = *static_cast<Conn*>(arg);
     UnixLink* self = c.link;
     const Clock::time_point now = Clock::now();
-    if (now >= c.deadline) return self->finish(c, LinkOutcome::kTimeout, "timeout");
+    if (now >= c.deadline && !self->postponed(c.deadline, now)) {
+      return self->finish(c, LinkOutcome::kTimeout, "timeout");
+    }
     if (c.phase == Phase::kBacklogWait) {
       self->armDeadline(c, now);
       return self->tryConnect(c);
@@ -1010,7 +1026,8 @@ class StreamLink final : public LinkBase {
     const Clock::time_point now = Clock::now();
     self->timer_at_ = kNever;
     for (size_t i = 0; i < self->pending_.size(); ++i) {
-      if (self->pending_.at(i).deadline <= now) {
+      Pending& p = self->pending_.at(i);
+      if (p.deadline <= now && !self->postponed(p.deadline, now)) {
         return self->reset(LinkOutcome::kTimeout, "timeout");
       }
     }

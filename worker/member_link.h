@@ -26,6 +26,7 @@
 
 #include "shared/address.h"
 #include "shared/rtt_histogram.h"
+#include "worker/loop_stall.h"
 
 namespace rtpc {
 
@@ -52,6 +53,9 @@ struct MemberLinkOptions {
   std::chrono::milliseconds min_retry{10};
   std::chrono::milliseconds max_retry{400};
   uint32_t max_retransmits = 3;          // udp: sends after the first one
+  // The worker's stall clock, or null: a deadline that passed while the
+  // worker's loop did not run is postponed (LoopStall) instead of failing.
+  LoopStall* stall = nullptr;
 };
 
 struct MemberLinkCounters {

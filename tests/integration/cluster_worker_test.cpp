@@ -310,23 +310,55 @@ TEST_P(RoutingTest, LateOfferWithUnknownToTagCreatesTheSession) {
   EXPECT_EQ(h.command("D late fl tl"), "0");
 }
 
-TEST_P(RoutingTest, CopySubcommandGoesToTheMemberOfTheSecondCall) {
+TEST_P(RoutingTest, CopySubcommandOfANewCallGoesToTheMemberOfTheSecondCall) {
+  Cluster c(GetParam().control, GetParam().members, 2);
+  ASSERT_TRUE(c.start());
+  Harness& h = c.h;
+  for (int i = 0; i < 2; ++i) {
+    // `U newN ... && C secondN f2 t2` for a call nobody knows yet must reach
+    // the member of secondN, wherever the selection would have put newN.
+    const std::string second = "second" + std::to_string(i);
+    const int m2 = c.create(second, "f2");
+    ASSERT_GE(m2, 0);
+    EXPECT_EQ(servedBy(h.command("L " + second + " 192.0.2.2 5000 f2 t2")), m2);
+    const uint64_t u_before = c.relays[static_cast<size_t>(m2)]->stat("cmd_U");
+    const std::string r = h.command("U new" + std::to_string(i) + " 192.0.2.1 4000 f1 t1 && C " + second + " f2 t2");
+    EXPECT_EQ(servedBy(r), m2) << r;
+    EXPECT_EQ(c.relays[static_cast<size_t>(m2)]->stat("cmd_U"), u_before + 1) << r;
+  }
+}
+
+TEST_P(RoutingTest, CopySubcommandNeverMovesAKnownCallToTheSecondCallsMember) {
   Cluster c(GetParam().control, GetParam().members, 2);
   ASSERT_TRUE(c.start());
   Harness& h = c.h;
   // Two calls on different members.
-  int m1 = -1, m2 = -1;
-  for (int i = 0; i < 50 && (m1 < 0 || m2 < 0 || m1 == m2); ++i) {
-    if (m1 < 0) m1 = c.create("first", "f1");
+  const int m1 = c.create("first", "f1");
+  ASSERT_GE(m1, 0);
+  ASSERT_GE(servedBy(h.command("L first 192.0.2.2 5000 f1 t1")), 0);
+  for (int i = 0; i < 50; ++i) {
     const std::string call = "second" + std::to_string(i);
-    m2 = c.create(call, "f2");
-    if (m2 != m1) {
-      EXPECT_EQ(servedBy(h.command("L " + call + " 192.0.2.2 5000 f2 t2")), m2);
-      // `U first ... && C secondN f2 t2` must reach the member of secondN.
-      const std::string r = h.command("U first 192.0.2.1 4000 f1 t1 && C " + call + " f2 t2");
-      EXPECT_EQ(c.relays[static_cast<size_t>(m2)]->stat("cmd_U"), 2u) << r;
-      return;
-    }
+    const int m2 = c.create(call, "f2");
+    if (m2 < 0 || m2 == m1) continue;
+    EXPECT_EQ(servedBy(h.command("L " + call + " 192.0.2.2 5000 f2 t2")), m2);
+    TestRelay& own = *c.relays[static_cast<size_t>(m1)];
+    TestRelay& other = *c.relays[static_cast<size_t>(m2)];
+    const uint64_t own_u = own.stat("cmd_U"), other_u = other.stat("cmd_U"), other_sessions = other.stat("sessions");
+    // `U first ... && C secondN f2 t2`: first lives on m1, secondN on m2.
+    // Sent to m2 it would create a second session of `first` there and leave
+    // the one on m1 an orphan; it goes to first's own relay instead.
+    const std::string r = h.command("U first 192.0.2.1 4000 f1 t1 && C " + call + " f2 t2");
+    EXPECT_EQ(servedBy(r), m1) << r;
+    EXPECT_EQ(own.stat("cmd_U"), own_u + 1) << r;
+    EXPECT_EQ(other.stat("cmd_U"), other_u) << r;
+    EXPECT_EQ(other.stat("sessions"), other_sessions) << "no second session of `first`";
+    // first is still routed to its relay, and its D ends its only session.
+    EXPECT_EQ(servedBy(h.command("L first 192.0.2.2 5000 f1 t1")), m1);
+    const uint64_t own_sessions = own.stat("sessions");
+    EXPECT_EQ(h.command("D first f1 t1"), "0");
+    EXPECT_EQ(own.stat("sessions"), own_sessions - 1);
+    EXPECT_EQ(other.stat("sessions"), other_sessions);
+    return;
   }
   FAIL() << "could not get two calls on different members";
 }

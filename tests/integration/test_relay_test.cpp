@@ -620,4 +620,27 @@ TEST(Loadgen, CompletesCallsWithoutErrorsInBackToBackRuns) {
   }
 }
 
+// --resend-ms: like Kamailio, the same datagram again until it is answered.
+// A relay that drops 30% of the commands it receives (before running them)
+// then loses none, and its reply cache makes sure none runs twice.
+TEST(Loadgen, ResendsTheSameDatagramUntilAnswered) {
+  const char* loadgen = std::getenv("RTPP_LOADGEN");
+  if (loadgen == nullptr) GTEST_SKIP() << "RTPP_LOADGEN not set";
+  Relay relay({"-s", "udp:127.0.0.1:0", "--drop-percent", "30"});
+  ASSERT_TRUE(relay.ready());
+  const std::string cmd =
+      std::string(loadgen) + " -t " + relay.uri("udp") + " -w 8 -n 400 --resend-ms 50 --tries 30";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  EXPECT_EQ(pclose(p), 0) << out;
+  EXPECT_NE(out.find("RESULT cmds=400 "), std::string::npos) << out;
+  EXPECT_NE(out.find(" errors=0 timeouts=0 "), std::string::npos) << out;
+  const size_t at = out.find(" resends=");
+  ASSERT_NE(at, std::string::npos) << out;
+  EXPECT_GT(std::atoll(out.c_str() + at + 9), 50) << out;
+}
+
 }  // namespace

@@ -40,6 +40,8 @@ struct Slot {
   uint64_t call = 0;     // call number, part of the call-id
   uint64_t seq = 0;      // cookie sequence of the command in flight
   uint64_t sent_ns = 0;
+  uint64_t last_send_ns = 0;  // --resend-ms: of the latest copy
+  uint32_t sends = 0;         // --resend-ms: copies sent so far
   bool in_flight = false;
   bool deleting = false;  // the command in flight is the D
   uint8_t stage = 0;      // preload: 0 = the U, k = the D to release target k
@@ -185,14 +187,22 @@ class Driver {
     ++issued_;
     s.seq = next_seq_++;
     s.sent_ns = now;
+    s.last_send_ns = now;
+    s.sends = 1;
     s.in_flight = true;
     out_dest_[nout_] = s.stage;
     Line& l = out_[nout_++];
+    format(i, l);
+    if (!datagram_) fifo_.push_back(i);
+    if (nout_ == kBatch) flush();
+  }
+
+  // The wire text of slot i's command: the same bytes for every copy.
+  void format(size_t i, Line& l) {
+    const Slot& s = slots_[i];
     l.clear();
     if (datagram_) {
       l.appendUnsigned(i) && l.append('_') && l.appendUnsigned(s.seq) && l.append(' ');
-    } else {
-      fifo_.push_back(i);
     }
     if (!s.deleting) {
       l.append("U ") && l.append(prefix_) && l.appendUnsigned(s.call) &&
@@ -202,7 +212,22 @@ class Driver {
           l.appendUnsigned(s.call);
     }
     l.append('\n');
-    if (nout_ == kBatch) flush();
+  }
+
+  // Kamailio's resend: the same datagram (cookie included) once more.
+  void resend(size_t i, uint64_t now) {
+    Slot& s = slots_[i];
+    Line l;
+    format(i, l);
+    if (preload_) {
+      const ResolvedAddress& d = dests_[s.stage];
+      sendto(fd_, l.data(), l.size(), 0, reinterpret_cast<const sockaddr*>(&d.storage), d.length);
+    } else {
+      ::send(fd_, l.data(), l.size(), 0);
+    }
+    s.last_send_ns = now;
+    ++s.sends;
+    ++r_.resends;
   }
 
   void flush() {
@@ -357,9 +382,19 @@ class Driver {
   }
 
   void scanTimeouts(uint64_t now, uint64_t timeout_ns) {
+    const uint64_t resend_ns = uint64_t{o_.resend_ms} * 1'000'000u;
     for (size_t i = 0; i < slots_.size(); ++i) {
       Slot& s = slots_[i];
-      if (!s.in_flight || now - s.sent_ns < timeout_ns) continue;
+      if (!s.in_flight) continue;
+      if (resend_ns != 0 && datagram_) {
+        if (now - s.last_send_ns < resend_ns) continue;
+        if (s.sends < o_.tries) {
+          resend(i, now);
+          continue;
+        }
+      } else if (now - s.sent_ns < timeout_ns) {
+        continue;
+      }
       ++r_.timeouts;
       s.in_flight = false;
       if (preload_) {
@@ -417,6 +452,7 @@ uint64_t LatencyHistogram::percentile(double q) const {
 std::string loadUsage() {
   return "usage: rtpp_loadgen -t ADDR [-w WINDOW] [-d SECONDS | -n COMMANDS] [--timeout-ms MS]\n"
          "       rtpp_loadgen -t ADDR --preload N [--release ADDR ...] [-w WINDOW]\n"
+         "       rtpp_loadgen -t ADDR --resend-ms MS [--tries N] [-w WINDOW] [-d SECONDS]\n"
          "  -t ADDR   udp:host:port, udp6:[::1]:port, cunix:/path or tcp:host:port\n"
          "  -w N      commands in flight (default 64)\n"
          "  -d S      run time in seconds (default 5)\n"
@@ -424,7 +460,9 @@ std::string loadUsage() {
          "  --timeout-ms MS  give up on a command after MS (default 1000)\n"
          "  --preload N      create N calls through -t and keep them there (udp only)\n"
          "  --release ADDR   preload: send each call's D here instead (repeatable), so\n"
-         "                   relays behind a cluster free their sessions\n";
+         "                   relays behind a cluster free their sessions\n"
+         "  --resend-ms MS   resend like Kamailio: the same datagram every MS until\n"
+         "                   --tries N (default 5) copies went unanswered (udp only)\n";
 }
 
 std::string parseLoadOptions(int argc, char** argv, LoadOptions& out, bool& help) {
@@ -432,6 +470,8 @@ std::string parseLoadOptions(int argc, char** argv, LoadOptions& out, bool& help
       {"timeout-ms", required_argument, nullptr, 1000},
       {"preload", required_argument, nullptr, 1001},
       {"release", required_argument, nullptr, 1002},
+      {"resend-ms", required_argument, nullptr, 1003},
+      {"tries", required_argument, nullptr, 1004},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
@@ -461,6 +501,12 @@ std::string parseLoadOptions(int argc, char** argv, LoadOptions& out, bool& help
       case 1002:
         if (out.release.size() >= 16) return "--release: at most 16";
         out.release.emplace_back(arg);
+        break;
+      case 1003:
+        if (!parseNumber(arg, out.resend_ms) || out.resend_ms == 0) return "--resend-ms: > 0";
+        break;
+      case 1004:
+        if (!parseNumber(arg, out.tries) || out.tries == 0 || out.tries > 100) return "--tries: 1..100";
         break;
       case 'h': help = true; return "";
       default: return "unknown or incomplete option";
@@ -502,12 +548,13 @@ std::string formatMachine(const LoadResult& r) {
   char buf[512];
   std::snprintf(buf, sizeof buf,
                 "RESULT cmds=%llu cps=%.0f p50_us=%llu p99_us=%llu p999_us=%llu max_us=%llu "
-                "errors=%llu timeouts=%llu calls=%llu seconds=%.3f",
+                "errors=%llu timeouts=%llu calls=%llu seconds=%.3f resends=%llu",
                 static_cast<unsigned long long>(r.commands), r.cps,
                 static_cast<unsigned long long>(r.p50_us), static_cast<unsigned long long>(r.p99_us),
                 static_cast<unsigned long long>(r.p999_us), static_cast<unsigned long long>(r.max_us),
                 static_cast<unsigned long long>(r.errors), static_cast<unsigned long long>(r.timeouts),
-                static_cast<unsigned long long>(r.calls), r.seconds);
+                static_cast<unsigned long long>(r.calls), r.seconds,
+                static_cast<unsigned long long>(r.resends));
   return buf;
 }
 

@@ -26,6 +26,11 @@ struct LoadOptions {
   uint32_t timeout_ms = 1000; // give up on a command after this long
   uint64_t preload = 0;       // --preload: create this many calls, keep them (0 = U/D loop)
   std::vector<std::string> release;  // --release: send each preloaded call's D here instead
+  // --resend-ms/--tries: resend like Kamailio's rtpproxy module (the same
+  // datagram, cookie included, every resend_ms until `tries` sends went
+  // unanswered; then a timeout). 0 = no resend, give up after timeout_ms.
+  uint32_t resend_ms = 0;
+  uint32_t tries = 5;
 };
 
 std::string parseLoadOptions(int argc, char** argv, LoadOptions& out, bool& help);
@@ -56,6 +61,7 @@ struct LoadResult {
   uint64_t commands = 0;  // answered
   uint64_t errors = 0;    // answered, but not what a healthy relay says
   uint64_t timeouts = 0;
+  uint64_t resends = 0;   // --resend-ms: datagrams sent again
   uint64_t calls = 0;     // U+D pairs completed (preload: calls created and released)
   double seconds = 0.0;
   double cps = 0.0;
@@ -65,7 +71,7 @@ struct LoadResult {
 bool runLoad(const LoadOptions& options, LoadResult& result, std::string& error);
 
 std::string formatHuman(const LoadResult& r);
-// `RESULT cmds=... cps=... p50_us=... p99_us=... p999_us=... max_us=... errors=... timeouts=... calls=...`
+// `RESULT cmds=... cps=... p50_us=... p99_us=... p999_us=... max_us=... errors=... timeouts=... calls=... seconds=... resends=...`
 std::string formatMachine(const LoadResult& r);
 
 }  // namespace rtpc

@@ -378,9 +378,10 @@ TEST(LoadResult, MachineLineCarriesEveryField) {
   r.p999_us = 3;
   r.errors = 4;
   r.timeouts = 6;
+  r.resends = 7;
   const std::string line = formatMachine(r);
   for (const char* k : {"RESULT cmds=10 ", " cps=5 ", " p50_us=1 ", " p99_us=2 ", " p999_us=3 ",
-                        " errors=4 ", " timeouts=6 "}) {
+                        " errors=4 ", " timeouts=6 ", " resends=7"}) {
     EXPECT_NE(line.find(k), std::string::npos) << k << " in " << line;
   }
 }

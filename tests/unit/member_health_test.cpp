@@ -1,4 +1,5 @@
 #include "worker/member_health.h"
+#include "worker/loop_stall.h"
 
 #include <gtest/gtest.h>
 
@@ -462,6 +463,169 @@ TEST(MemberHealth, CapabilityTableMapsDatesAndNames) {
   }
   EXPECT_EQ(healthStateName(HealthState::kOnline), "online");
   EXPECT_EQ(healthStateName(HealthState::kOffline), "offline");
+}
+
+// ---------------------------------------------------------------------------
+// Stalls of the worker's own loop (issue 10, section 4).
+
+TEST(LoopStall, AGapLongerThanTheThresholdIsOneStallWindow) {
+  LoopStall st(800, 100);
+  uint64_t t = 1000;
+  for (int i = 0; i < 40; ++i, t += 25) EXPECT_FALSE(st.observe(t));  // a loop that runs
+  t -= 25;  // the last observation
+  EXPECT_FALSE(st.observe(t + 100));  // at the threshold: not yet
+  t += 100;
+  EXPECT_EQ(st.count(), 0u);
+  EXPECT_TRUE(st.observe(t + 3000));  // SIGSTOP for 3 s
+  EXPECT_EQ(st.count(), 1u);
+  EXPECT_EQ(st.last().start_ms, t);
+  EXPECT_EQ(st.last().end_ms, t + 3000);
+  EXPECT_EQ(st.totalMs(), 3000u);
+  EXPECT_FALSE(st.observe(t + 3000));  // seen once
+  EXPECT_FALSE(st.observe(t + 2000));  // a clock read taken earlier changes nothing
+  EXPECT_EQ(st.count(), 1u);
+}
+
+// The loop running from `from` to `to`: it observes the clock every tick.
+void runLoop(LoopStall& st, uint64_t from, uint64_t to) {
+  for (uint64_t t = from; t <= to; t += LoopStall::kTickMs) EXPECT_FALSE(st.observe(t)) << t;
+  EXPECT_FALSE(st.observe(to));
+}
+
+TEST(LoopStall, OnlyDeadlinesThatPassedWhileTheLoopStoodStillArePostponed) {
+  // The loop ran until 10000, stood still until 13000, runs again.
+  struct Case {
+    uint64_t deadline;
+    std::optional<uint64_t> want;
+    const char* why;
+  };
+  const Case cases[] = {
+      {9990, std::nullopt, "passed before the stall: a real timeout"},
+      {10000, 13800, "passed at the stall's start"},
+      {11500, 13800, "passed during the stall"},
+      {13000, 13800, "passed at its end"},
+      {13100, 13800, "passed in the pass that follows it (slack)"},
+      {13101, std::nullopt, "passed while the loop ran again"},
+      {13800, std::nullopt, "an already postponed deadline is not postponed again"},
+  };
+  for (const Case& c : cases) {
+    LoopStall st(800, 100);
+    st.observe(10000);
+    ASSERT_TRUE(st.observe(13000));
+    const uint64_t now = std::max<uint64_t>(c.deadline, 13000);
+    runLoop(st, 13000, now);
+    EXPECT_EQ(st.postpone(c.deadline, now), c.want) << c.why;
+    EXPECT_EQ(st.count(), 1u);
+  }
+  // No stall ever: nothing is postponed.
+  LoopStall calm(800, 100);
+  calm.observe(10000);
+  EXPECT_EQ(calm.postpone(10010, 10020), std::nullopt);
+}
+
+TEST(LoopStall, TheTimeoutDecisionItselfSeesAStallNothingElseObservedYet) {
+  // After SIGCONT the expired timers may run before the worker's own tick:
+  // the link's question observes the clock first.
+  LoopStall st(500, 100);
+  st.observe(10000);
+  EXPECT_EQ(st.postpone(10800, 13000), 13500u);
+  EXPECT_EQ(st.count(), 1u);
+  // A second stall across the postponed deadline postpones it once more.
+  runLoop(st, 13000, 13200);
+  EXPECT_EQ(st.postpone(13500, 15000), 15500u);
+  EXPECT_EQ(st.count(), 2u);
+  // The loop runs through the new deadline: now it is the relay's.
+  runLoop(st, 15000, 15600);
+  EXPECT_EQ(st.postpone(15500, 15600), std::nullopt);
+}
+
+TEST(MemberHealth, AProbeOutstandingAcrossAStallGetsAFullTimeoutAfterIt) {
+  Online o;  // Ib sent at now, deadline now + 800
+  const uint64_t t = o.now;
+  HealthAction a = o.h.onLoopStall(t + 100, t + 3100);
+  EXPECT_EQ(a.send, ProbeKind::kNone);
+  EXPECT_FALSE(a.transition);
+  EXPECT_EQ(a.next_timer_ms, t + 3100 + 800);
+  // The health timer that fires right after the stall judges nothing yet.
+  a = o.h.onTimer(t + 3100);
+  EXPECT_EQ(o.h.consecutiveFailures(), 0u);
+  EXPECT_EQ(o.h.outstanding(), ProbeKind::kHeartbeat);
+  // The answer queued during the stall is read: all is well.
+  o.h.onReply(ProbeKind::kHeartbeat, kInfo4, t + 3101);
+  EXPECT_TRUE(o.h.online());
+  EXPECT_EQ(o.h.consecutiveFailures(), 0u);
+  // Unanswered, it counts after that full timeout, not before.
+  Online o2;
+  o2.h.onLoopStall(o2.now + 100, o2.now + 3100);
+  EXPECT_EQ(o2.h.onTimer(o2.now + 3899).send, ProbeKind::kNone);
+  EXPECT_EQ(o2.h.consecutiveFailures(), 0u);
+  o2.h.onTimer(o2.now + 3900);
+  EXPECT_EQ(o2.h.consecutiveFailures(), 1u);
+}
+
+TEST(MemberHealth, CommandsThatTimedOutTogetherAcrossAStallAreOneEventDecidedByAProbe) {
+  Online o;
+  const uint64_t t = o.now;
+  o.h.onReply(ProbeKind::kHeartbeat, kInfo4, t + 1);  // Ib answered; next one at t + 1000
+  o.h.onLoopStall(t + 100, t + 3100);
+  // 32 commands in flight when the worker stopped fail after it: no count,
+  // and the first one asks the relay with an Ib at once.
+  HealthAction a = o.h.onCommandFailure(t + 3900, t + 50);
+  EXPECT_EQ(a.send, ProbeKind::kHeartbeat);
+  EXPECT_FALSE(a.transition);
+  for (int i = 1; i < 32; ++i) {
+    a = o.h.onCommandFailure(t + 3900, t + 50 + i);
+    EXPECT_EQ(a.send, ProbeKind::kNone) << i;
+    EXPECT_FALSE(a.transition) << i;
+  }
+  EXPECT_TRUE(o.h.online());
+  EXPECT_EQ(o.h.consecutiveFailures(), 0u);
+  EXPECT_EQ(o.h.excusedFailures(), 32u);
+  // The probe is the evidence: answered, the member stays online.
+  o.h.onReply(ProbeKind::kHeartbeat, kInfo4, t + 3901);
+  EXPECT_TRUE(o.h.online());
+  // One more late failure of the same burst asks nothing more: a probe was
+  // sent after the stall already.
+  EXPECT_EQ(o.h.onCommandFailure(t + 3950, t + 60).send, ProbeKind::kNone);
+  // Commands sent after the stall count as always: three take it offline.
+  o.h.onCommandFailure(t + 5000, t + 4200);
+  o.h.onCommandFailure(t + 5001, t + 4201);
+  a = o.h.onCommandFailure(t + 5002, t + 4202);
+  ASSERT_TRUE(a.transition);
+  EXPECT_EQ(healthReasonName(a.transition->reason), "command_failures");
+}
+
+TEST(MemberHealth, ARelayThatReallyDiedDuringAStallGoesOfflineOnItsProbes) {
+  HealthPolicy p;
+  p.failures_before_offline = 2;
+  Online o(p);
+  const uint64_t t = o.now;
+  o.h.onReply(ProbeKind::kHeartbeat, kInfo4, t + 1);
+  o.h.onLoopStall(t + 100, t + 3100);
+  HealthAction a = o.h.onCommandFailure(t + 3900, t + 50);
+  ASSERT_EQ(a.send, ProbeKind::kHeartbeat);
+  a = o.h.onTimeout(ProbeKind::kHeartbeat, a.reply_deadline_ms);
+  EXPECT_TRUE(o.h.online());
+  EXPECT_EQ(o.h.consecutiveFailures(), 1u);
+  a = o.h.onTimer(a.next_timer_ms);
+  ASSERT_EQ(a.send, ProbeKind::kHeartbeat);
+  a = o.h.onTimeout(ProbeKind::kHeartbeat, a.reply_deadline_ms);
+  ASSERT_TRUE(a.transition);
+  EXPECT_EQ(a.transition->to, HealthState::kOffline);
+  EXPECT_EQ(healthReasonName(a.transition->reason), "heartbeat_timeout");
+}
+
+TEST(MemberHealth, AStallBeforeStartOrWhileOfflineChangesNothingButTheRecord) {
+  MemberHealth h;
+  EXPECT_EQ(h.onLoopStall(10, 3010).next_timer_ms, 0u);
+  EXPECT_EQ(h.onCommandFailure(4000, 5).send, ProbeKind::kNone);
+  Online o;
+  for (int i = 0; i < 3; ++i) o.h.onCommandFailure(o.now + 10);
+  ASSERT_EQ(o.h.state(), HealthState::kOffline);
+  const HealthAction a = o.h.onLoopStall(o.now + 100, o.now + 3100);
+  EXPECT_FALSE(a.transition);
+  EXPECT_EQ(a.send, ProbeKind::kNone);
+  EXPECT_EQ(o.h.state(), HealthState::kOffline);
 }
 
 }  // namespace
