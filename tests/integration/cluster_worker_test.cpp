@@ -322,8 +322,9 @@ TEST_P(RoutingTest, CopySubcommandOfANewCallGoesToTheMemberOfTheSecondCall) {
     ASSERT_GE(m2, 0);
     EXPECT_EQ(servedBy(h.command("L " + second + " 192.0.2.2 5000 f2 t2")), m2);
     const uint64_t u_before = c.relays[static_cast<size_t>(m2)]->stat("cmd_U");
+    // (The relay double answers a C subcommand E3; which relay got the U is
+    // what counts here.)
     const std::string r = h.command("U new" + std::to_string(i) + " 192.0.2.1 4000 f1 t1 && C " + second + " f2 t2");
-    EXPECT_EQ(servedBy(r), m2) << r;
     EXPECT_EQ(c.relays[static_cast<size_t>(m2)]->stat("cmd_U"), u_before + 1) << r;
   }
 }
@@ -348,7 +349,6 @@ TEST_P(RoutingTest, CopySubcommandNeverMovesAKnownCallToTheSecondCallsMember) {
     // Sent to m2 it would create a second session of `first` there and leave
     // the one on m1 an orphan; it goes to first's own relay instead.
     const std::string r = h.command("U first 192.0.2.1 4000 f1 t1 && C " + call + " f2 t2");
-    EXPECT_EQ(servedBy(r), m1) << r;
     EXPECT_EQ(own.stat("cmd_U"), own_u + 1) << r;
     EXPECT_EQ(other.stat("cmd_U"), other_u) << r;
     EXPECT_EQ(other.stat("sessions"), other_sessions) << "no second session of `first`";
