@@ -86,8 +86,8 @@ class Rtpproxy {
   uint16_t port_ = 0;
 };
 
-std::string memberXml(const std::string& name, const std::string& address) {
-  return "    <rtpproxy><name>" + name + "</name><protocol>udp</protocol><address>" + address +
+std::string memberXml(const std::string& name, const std::string& address, const std::string& protocol = "udp") {
+  return "    <rtpproxy><name>" + name + "</name><protocol>" + protocol + "</protocol><address>" + address +
          "</address><weight>100</weight><capacity>100000</capacity><status>ACTIVE</status></rtpproxy>\n";
 }
 
@@ -163,6 +163,17 @@ TEST(Stall, AThreeSecondStopOfTheWorkerUnderLoadFailsNoCommandAndTakesNoRelayOff
   ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm"), {"--delay-ms", "10"}));
   ASSERT_TRUE(r2.start("udp:127.0.0.1:0", dir.file("r2.adm"), {"--delay-ms", "10"}));
   stallUnderLoad(dir, memberXml("r1", r1.address().display()) + memberXml("r2", r2.address().display()));
+}
+
+// The same over the stream links: a unix member (a connection per command)
+// and a cunix one (one connection; a timeout there would reset it and fail
+// every command queued behind).
+TEST(Stall, StreamMembersToo) {
+  TempDir dir;
+  TestRelay r1, r2;
+  ASSERT_TRUE(r1.start("unix:" + dir.file("r1.sock"), dir.file("r1.adm"), {"--delay-ms", "10"}));
+  ASSERT_TRUE(r2.start("cunix:" + dir.file("r2.sock"), dir.file("r2.adm"), {"--delay-ms", "10"}));
+  stallUnderLoad(dir, memberXml("r1", dir.file("r1.sock"), "unix") + memberXml("r2", dir.file("r2.sock"), "cunix"));
 }
 
 TEST(Stall, WithRealRtpproxyRelays) {
