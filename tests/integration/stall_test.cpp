@@ -10,7 +10,7 @@
 // some 120,000-290,000 commands with E997/E999 and took both relays offline.
 //
 // Runs with the relay double, and with real rtpproxy relays when
-// RTPPROXY_BIN names an rtpproxy binary (skipped, saying so, otherwise).
+// RTPC_RTPPROXY names an rtpproxy binary (skipped, saying so, otherwise).
 
 #include <gtest/gtest.h>
 
@@ -209,9 +209,9 @@ TEST(Stall, ManyShortStopsWithFastHealthTimers) {
 }
 
 TEST(Stall, WithRealRtpproxyRelays) {
-  const char* bin = std::getenv("RTPPROXY_BIN");
+  const char* bin = std::getenv("RTPC_RTPPROXY");
   if (bin == nullptr || *bin == '\0') {
-    GTEST_SKIP() << "RTPPROXY_BIN is not set: no real rtpproxy to run against";
+    GTEST_SKIP() << "RTPC_RTPPROXY is not set: no real rtpproxy to run against";
   }
   TempDir dir;
   Rtpproxy r1, r2;
