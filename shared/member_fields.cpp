@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "shared/quote.h"
+#include "shared/utf8.h"
 
 namespace rtpc {
 namespace {
@@ -47,11 +48,9 @@ std::optional<std::string> checkNameField(std::string_view text, std::string_vie
     return complaint(label, " is " + std::to_string(text.size()) + " bytes, at most " +
                                 std::to_string(kMaxNameBytes) + " allowed");
   }
-  for (char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c <= 0x20 || c == 0x7f) {
-      return complaint(label, " must not contain spaces or control characters, got " + quoteForMessage(text));
-    }
+  if (!isValidUtf8(text)) return complaint(label, " must be UTF-8 text, got " + quoteForMessage(text));
+  if (hasControlCharacter(text)) {
+    return complaint(label, " must not contain control characters, got " + quoteForMessage(text));
   }
   return std::nullopt;
 }

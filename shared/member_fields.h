@@ -69,8 +69,10 @@ std::optional<std::string> setMemberField(MemberConfig& member, MemberField fiel
 // The single rules setMemberField is made of; a cluster's fields of the same
 // kind (its name, protocol and control address, the <tuning> numbers) use them too.
 
-// Non-empty, at most kMaxNameBytes, no spaces or control characters: the
-// admin CLI splits its lines at spaces, so such a name could never be addressed.
+// Free text as in the reference (spaces and any UTF-8 included; the admin
+// CLI addresses such names with quotes): refused only when empty, longer than
+// kMaxNameBytes, not UTF-8, or holding a control character (which no one
+// means and which would break log lines and the worker channel's framing).
 std::optional<std::string> checkNameField(std::string_view text, std::string_view label);
 
 std::optional<std::string> parseProtocolField(std::string_view text, std::string_view label, Transport& out);
