@@ -518,7 +518,7 @@ void WorkerPool::failSent(Worker& w, const std::string& why) {
 void WorkerPool::modify(const AdminCommand& command, std::string line, Answer answer) {
   Worker* w = find(command.cluster);
   if (w == nullptr || w->state == Worker::State::kRemoving) {
-    answer("ERROR: " + command.cluster + ": cluster not found");
+    answer("ERROR: " + nameForMessage(command.cluster) + ": cluster not found");
     return;
   }
   auto r = std::make_unique<Request>();

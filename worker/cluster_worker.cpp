@@ -732,6 +732,8 @@ void ClusterWorker::answer(Job& job, std::string_view body) {
 }
 
 void ClusterWorker::answerError(ControlRequest* request, int code, std::string_view reason) {
+  // E999 (no member online) is answered by the cluster itself: a `local` command kind.
+  if (code == ecode::kNoMemberOnline) ++counters_.answered_locally;
   if (code >= 993) {
     ++counters_.cluster_errors;
     uint64_t suppressed = 0;

@@ -16,10 +16,12 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <variant>
 #include <vector>
 
 #include "shared/admin_command.h"
 #include "shared/log_quote.h"
+#include "shared/quote.h"
 #include "shared/session_table.h"
 #include "shared/shm_segment.h"
 #include "shared/signal_fd.h"
@@ -33,23 +35,26 @@ namespace rtpc {
 // Messages.
 
 std::string memberFieldList(const MemberConfig& m) {
+  // Tab-separated: a name is free text (spaces, commas, '=' after the key's)
+  // but never holds a control character (member_fields.h), so a tab or a
+  // newline cannot occur inside a value.
   std::string out;
   out.reserve(128);
   out += "name=";
   out += m.name;
-  out += ",protocol=";
+  out += "\tprotocol=";
   out += transportName(m.address.transport);
-  out += ",address=";
+  out += "\taddress=";
   out += m.address.display();
-  out += ",capacity=";
+  out += "\tcapacity=";
   out += std::to_string(m.capacity);
-  out += ",weight=";
+  out += "\tweight=";
   out += std::to_string(m.weight);
-  out += ",status=";
+  out += "\tstatus=";
   // A draining member is pushed as ACTIVE: the new set decides what drains.
   out += m.status == AdminStatus::kSuspended ? "SUSPENDED" : "ACTIVE";
   const std::pair<std::string_view, const std::string*> optional[] = {
-      {",wan_address=", &m.wan_address}, {",lan_address=", &m.lan_address}, {",cmd_out_address=", &m.cmd_out_address}};
+      {"\twan_address=", &m.wan_address}, {"\tlan_address=", &m.lan_address}, {"\tcmd_out_address=", &m.cmd_out_address}};
   for (const auto& [key, value] : optional) {
     if (value->empty()) continue;
     out += key;
@@ -87,23 +92,14 @@ std::string parseApplyBody(std::string_view body, ClusterConfig& out) {
   out.members.clear();
   std::string_view rest = body.substr(std::min(body.size(), kHead.size() + 1));
   if (body.size() == kHead.size()) rest = {};
-  std::string line;
   while (!rest.empty()) {
     const size_t nl = rest.find('\n');
     const std::string_view fields = rest.substr(0, nl);
     rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
-    line = "modify - add ";
-    line += fields;
-    AdminParseResult parsed = parseAdminLine(line);
-    if (const auto* e = std::get_if<AdminError>(&parsed)) {
-      std::string text = e->answer;
-      while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-      constexpr std::string_view kPrefix = "ERROR: ";
-      if (text.compare(0, kPrefix.size(), kPrefix) == 0) text.erase(0, kPrefix.size());
-      return text;
-    }
-    MemberConfig& member = std::get<AdminCommand>(parsed).new_member;
-    if (out.findMember(member.name) != nullptr) return member.name + ": RTPproxy given twice";
+    std::variant<MemberConfig, std::string> parsed = parseMemberFieldList(fields, '\t');
+    if (auto* problem = std::get_if<std::string>(&parsed)) return "modify add: " + *problem;
+    MemberConfig& member = std::get<MemberConfig>(parsed);
+    if (out.findMember(member.name) != nullptr) return nameForMessage(member.name) + ": RTPproxy given twice";
     out.members.push_back(std::move(member));
   }
   return {};
@@ -125,7 +121,9 @@ std::string handleWorkerRequest(ClusterWorker& worker, std::string_view body) {
     return text;
   }
   const AdminCommand& command = std::get<AdminCommand>(parsed);
-  if (command.cluster != worker.config().name) return "ERROR: " + command.cluster + ": cluster not found";
+  if (command.cluster != worker.config().name) return "ERROR: " + nameForMessage(command.cluster) + ": cluster not found";
+  // No member has a longer name; the worker's answer would echo it whole.
+  if (command.member.size() > kMaxNameBytes) return "ERROR: " + nameForMessage(command.member) + ": RTPproxy not found";
   OpResult r;
   switch (command.action) {
     case AdminAction::kAddMember:
@@ -143,7 +141,15 @@ std::string handleWorkerRequest(ClusterWorker& worker, std::string_view body) {
     default:
       return "ERROR: not a worker request";
   }
-  return r.ok ? "OK" : "ERROR: " + r.message;
+  if (r.ok) return "OK";
+  // The worker's messages start with the name they are about, whole; the
+  // admin answer cuts it like any echoed value (docs/admin.md).
+  const std::string_view name = command.action == AdminAction::kAddMember ? std::string_view(command.new_member.name)
+                                                                           : std::string_view(command.member);
+  if (name.size() > kMaxQuotedBytes && std::string_view(r.message).substr(0, name.size()) == name) {
+    return "ERROR: " + nameForMessage(name) + r.message.substr(name.size());
+  }
+  return "ERROR: " + r.message;
 }
 
 // ---------------------------------------------------------------------------
