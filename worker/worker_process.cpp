@@ -210,8 +210,8 @@ class TableKeeper {
       }
       forgotten += table->forgetMember(static_cast<uint16_t>(i));
     }
-    spdlog::info("SESSION_TABLE_KEPT cluster={} calls={} members_kept={} calls_forgotten={}", worker.config().name,
-                 table->liveCount(), kept, forgotten);
+    spdlog::info("SESSION_TABLE_KEPT cluster={} calls={} members_kept={} calls_forgotten={}",
+                 logName(worker.config().name), table->liveCount(), kept, forgotten);
   }
 
  private:
@@ -335,14 +335,14 @@ int WorkerProcess::run() {
   if (options_.supervisor_pid != 0 && getppid() != options_.supervisor_pid) return 1;
   std::string error;
   if (!setUp(error)) {
-    spdlog::error("WORKER_START_FAILED cluster={} error={}", options_.config.name, logQuoted(error));
+    spdlog::error("WORKER_START_FAILED cluster={} error={}", logName(options_.config.name), logQuoted(error));
     return 1;
   }
   publish();
-  spdlog::info("WORKER_READY cluster={} pid={} slot={}", options_.config.name, getpid(), options_.slot);
+  spdlog::info("WORKER_READY cluster={} pid={} slot={}", logName(options_.config.name), getpid(), options_.slot);
   event_base_dispatch(base_);
   publish();
-  spdlog::info("WORKER_EXIT cluster={} pid={} code={}", options_.config.name, getpid(), exit_code_);
+  spdlog::info("WORKER_EXIT cluster={} pid={} code={}", logName(options_.config.name), getpid(), exit_code_);
   return exit_code_;
 }
 
@@ -351,7 +351,7 @@ void WorkerProcess::onChannel() {
     const ssize_t n = recv(options_.channel_fd, message_.data(), message_.size(), MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-      spdlog::error("WORKER_CHANNEL_ERROR cluster={} error={}", options_.config.name,
+      spdlog::error("WORKER_CHANNEL_ERROR cluster={} error={}", logName(options_.config.name),
                     logQuoted(std::strerror(errno)));
       exit_code_ = 1;
       event_base_loopexit(base_, nullptr);
@@ -359,7 +359,7 @@ void WorkerProcess::onChannel() {
     }
     if (n == 0) {
       // The supervisor closed its end (or is gone): it will start a new worker.
-      spdlog::warn("WORKER_CHANNEL_CLOSED cluster={}", options_.config.name);
+      spdlog::warn("WORKER_CHANNEL_CLOSED cluster={}", logName(options_.config.name));
       exit_code_ = 1;
       event_base_loopexit(base_, nullptr);
       return;
@@ -367,14 +367,14 @@ void WorkerProcess::onChannel() {
     const std::string_view message(message_.data(), static_cast<size_t>(n));
     const std::optional<ChannelMessage> request = parseChannelMessage(message);
     if (!request) {
-      spdlog::warn("WORKER_BAD_REQUEST cluster={} bytes={}", options_.config.name, n);
+      spdlog::warn("WORKER_BAD_REQUEST cluster={} bytes={}", logName(options_.config.name), n);
       continue;
     }
     std::string answer = std::to_string(request->id) + " " + handleWorkerRequest(*worker_, request->body);
     // Publish before answering, so an `ls` right after the OK shows the change.
     publish();
     if (send(options_.channel_fd, answer.data(), answer.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-      spdlog::warn("WORKER_ANSWER_LOST cluster={} id={} error={}", options_.config.name, request->id,
+      spdlog::warn("WORKER_ANSWER_LOST cluster={} id={} error={}", logName(options_.config.name), request->id,
                    logQuoted(std::strerror(errno)));
     }
   }
@@ -411,7 +411,7 @@ void WorkerProcess::reopenLog() {
 void WorkerProcess::beginStop() {
   if (stopping_) return;
   stopping_ = true;
-  spdlog::info("WORKER_STOPPING cluster={} pid={}", options_.config.name, getpid());
+  spdlog::info("WORKER_STOPPING cluster={} pid={}", logName(options_.config.name), getpid());
   event_del(channel_event_);
   stop_deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.stop_grace_ms);
   const timeval tick = msToTimeval(10);

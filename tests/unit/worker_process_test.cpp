@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "shared/log_quote.h"
+
 namespace rtpc {
 namespace {
 
@@ -83,6 +85,17 @@ TEST(WorkerProcessMessages, NamesWithSpacesCommasAndUtf8SurviveTheApplyRoundTrip
   ClusterConfig parsed;
   EXPECT_EQ(parseApplyBody(applyRequestBody(cluster), parsed), "");
   EXPECT_EQ(parsed.members, cluster.members);
+}
+
+// A free-text name in a key=value log line: bare when it is one token,
+// quoted when it could split the line.
+TEST(WorkerProcessMessages, LogNameKeepsAKeyValueLineParseable) {
+  EXPECT_EQ(fmt::format("cluster={} x=1", logName("c1")), "cluster=c1 x=1");
+  EXPECT_EQ(fmt::format("cluster={} x=1", logName("caf\xc3\xa9")), "cluster=caf\xc3\xa9 x=1");
+  EXPECT_EQ(fmt::format("cluster={} x=1", logName("Core 1")), "cluster=\"Core 1\" x=1");
+  EXPECT_EQ(fmt::format("cluster={}", logName("a=b")), "cluster=\"a=b\"");
+  EXPECT_EQ(fmt::format("cluster={}", logName("say \"hi\" \\")), "cluster=\"say \\\"hi\\\" \\\\\"");
+  EXPECT_EQ(fmt::format("cluster={}", logName("")), "cluster=\"\"");
 }
 
 TEST(WorkerProcessMessages, AnEmptyMemberSetIsValidAndBadOnesAreRefusedWhole) {
