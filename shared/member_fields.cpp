@@ -16,27 +16,33 @@ std::string complaint(std::string_view label, std::string_view problem) {
   return text;
 }
 
-// Parses an unsigned decimal (optional '+') no larger than `max`.
-bool parseUnsigned(std::string_view text, uint64_t max, uint64_t& value) {
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+
+// Digits with an optional leading '+' and single '_' between digits, as the
+// reference's int() takes them ("2_500" is 2500 in Python 3).
+bool isUnsignedDecimal(std::string_view text) {
   if (!text.empty() && text.front() == '+') text.remove_prefix(1);
   if (text.empty()) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (isDigit(text[i])) continue;
+    if (text[i] == '_' && i > 0 && i + 1 < text.size() && isDigit(text[i - 1]) && isDigit(text[i + 1])) continue;
+    return false;
+  }
+  return true;
+}
+
+// Parses what isUnsignedDecimal() accepts, no larger than `max`.
+bool parseUnsigned(std::string_view text, uint64_t max, uint64_t& value) {
+  if (!isUnsignedDecimal(text)) return false;
+  if (text.front() == '+') text.remove_prefix(1);
   uint64_t v = 0;
   for (char c : text) {
-    if (c < '0' || c > '9') return false;
+    if (c == '_') continue;
     const auto digit = static_cast<uint64_t>(c - '0');
     if (v > (max - digit) / 10) return false;
     v = v * 10 + digit;
   }
   value = v;
-  return true;
-}
-
-bool isUnsignedDecimal(std::string_view text) {
-  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
-  if (text.empty()) return false;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-  }
   return true;
 }
 

@@ -80,8 +80,8 @@ std::optional<std::string> parseProtocolField(std::string_view text, std::string
 std::optional<std::string> parseAddressField(Transport transport, std::string_view text, std::string_view label,
                                              uint16_t default_port, SocketAddress& out);
 
-// Unsigned decimal with an optional '+' (as the reference's int() takes it)
-// in [min, max].
+// Unsigned decimal with an optional '+' and '_' between digits (as the
+// reference's int() takes it: "+2_500" is 2500) in [min, max].
 std::optional<std::string> parseIntegerField(std::string_view text, uint32_t min, uint32_t max,
                                              std::string_view label, uint32_t& out);
 

@@ -158,6 +158,11 @@ TEST(MemberFieldsTest, SetMemberFieldNamesTheFieldWithTheCallersLabel) {
       {MemberField::kName, "r\xc0\xaf", "name", "name must be UTF-8 text, got \"r\xc0\xaf\""},
       {MemberField::kName, "r1", "name", nullptr},
       {MemberField::kCapacity, "2500000", "capacity", nullptr},
+      {MemberField::kCapacity, "2_500_000", "capacity", nullptr},  // Python's int() takes it
+      {MemberField::kCapacity, "2__5", "capacity", "capacity must be an integer >= 1, got \"2__5\""},
+      {MemberField::kCapacity, "_25", "capacity", "capacity must be an integer >= 1, got \"_25\""},
+      {MemberField::kCapacity, "25_", "capacity", "capacity must be an integer >= 1, got \"25_\""},
+      {MemberField::kWeight, "+_1", "weight", "weight must be an integer >= 0, got \"+_1\""},
       {MemberField::kCapacity, "4294967295", "capacity", nullptr},
       {MemberField::kWeight, "4294967295", "weight", nullptr},
       {MemberField::kWeight, "+7", "weight", nullptr},
