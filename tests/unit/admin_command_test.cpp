@@ -349,6 +349,39 @@ TEST(AdminCommandTest, QuoteAdminWordRoundTrips) {
   EXPECT_EQ(quoteAdminWord("a\"b"), "\"a\\\"b\"");
 }
 
+// What the client builds from any words, the daemon splits back into the
+// same words; random lines never crash the parser.
+TEST(AdminCommandTest, RandomWordsRoundTripAndRandomLinesNeverCrash) {
+  uint64_t state = 0x9e3779b97f4a7c15ull;
+  const auto next = [&state] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  static constexpr char kAlphabet[] = {'a', 'Z', '0', ' ', ' ', '"', '\'', '\\', '=', ',', '#', '\xc3', '\xa9'};
+  for (int round = 0; round < 5000; ++round) {
+    std::vector<std::string> words(1 + next() % 4);
+    std::string line;
+    for (std::string& w : words) {
+      const size_t n = next() % 8;
+      for (size_t i = 0; i < n; ++i) w += kAlphabet[next() % sizeof kAlphabet];
+      if (!line.empty()) line += ' ';
+      line += quoteAdminWord(w);
+    }
+    const TokenizeResult r = tokenizeAdminLine(line);
+    ASSERT_EQ(r.error, "") << line;
+    ASSERT_EQ(r.words, words) << line;
+    std::string noise;
+    for (size_t i = 0, n = next() % 40; i < n; ++i) noise += static_cast<char>(next() & 0xff);
+    const AdminParseResult parsed = parseAdminLine(noise);
+    if (const AdminError* e = std::get_if<AdminError>(&parsed)) {
+      EXPECT_EQ(e->answer.rfind("ERROR: ", 0), 0u);
+      EXPECT_EQ(e->answer.find('\n'), e->answer.size() - 1);
+    }
+  }
+}
+
 TEST(AdminCommandTest, ANameLongerThanAnyNameIsNotFoundAndEchoedCut) {
   const std::string huge(4000, 'x');
   const std::string cut = std::string(64, 'x') + "...";
