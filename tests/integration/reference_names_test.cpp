@@ -92,13 +92,20 @@ RunResult run(const std::vector<std::string>& args, milliseconds limit = kWait) 
 class Daemon {
  public:
   explicit Daemon(const TempDir& dir)
-      : config_(dir.file("rtp_cluster.xml")), pid_file_(dir.file("rtp_cluster.pid")), admin_(dir.file("admin.sock")) {}
+      : config_(dir.file("rtp_cluster.xml")),
+        pid_file_(dir.file("rtp_cluster.pid")),
+        admin_(dir.file("admin.sock")),
+        log_(dir.file("rtp_cluster.log")) {}
   ~Daemon() { process_.stop(SIGTERM, milliseconds(5000)); }
 
+  // Standard error (the log, with -f) goes to a file, read by log().
   bool start(const std::string& xml) {
     writeFile(config_, xml);
-    return process_.start({daemonBin(), "-f", "-c", config_, "-P", pid_file_, "-s", admin_}, "READY pid=");
+    return process_.start({"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>>" + log_, daemonBin(), "-f", "-c", config_, "-P",
+                           pid_file_, "-s", admin_},
+                          "READY pid=");
   }
+  std::string log() const { return readFile(log_); }
   void writeConfig(const std::string& xml) const { writeFile(config_, xml); }
 
   // The client with these command words, each one shell word.
@@ -121,6 +128,7 @@ class Daemon {
   std::string config_;
   std::string pid_file_;
   std::string admin_;
+  std::string log_;
   ChildProcess process_;
 };
 
@@ -339,6 +347,15 @@ TEST(ReferenceNames, EveryAdminCommandAddressesSpacedAndUtf8Names) {
   ASSERT_TRUE(eventually([&] { return onlineMembers(d, kCore) == 3; }, milliseconds(15000)));
   EXPECT_NE(d.ok({"ls", kCafe}).find("        capacity = 7000000\n"), std::string::npos);
   EXPECT_NE(d.ok({"ls", kCore}).find("        name = relay 4\n"), std::string::npos);
+
+  // Log lines stay key=value: a name that is not one token is quoted.
+  const std::string log = d.log();
+  EXPECT_NE(log.find("WORKER_READY cluster=\"" + kCafe + "\" pid="), std::string::npos) << log;
+  EXPECT_NE(log.find("MEMBER_ONLINE cluster=\"Core 1\" member=\"relay 1\" reason="), std::string::npos) << log;
+  EXPECT_NE(log.find("MEMBER_SUSPENDED cluster=\"Core 1\" member=\"relay \\\"2\\\", \xe4\xb8\xad\xe7\xbb\xa7\" was="),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("CLUSTER_ADDED cluster=\"Core 1\" slot="), std::string::npos) << log;
 
   // help (from the command table, no OK) and quit.
   const RunResult help = d.client({"help"});
