@@ -13,6 +13,7 @@
 #include <cstring>
 #include <thread>
 #include <variant>
+#include <vector>
 
 #include "shared/admin_command.h"
 
@@ -89,11 +90,33 @@ void printUsage(std::FILE* out) {
                "  -h, --help   show this help and exit\n"
                "      --version  show the version and exit\n"
                "\n"
-               "Exit status: 0 when every answer ended with OK (help and quit need none),\n"
-               "1 on an ERROR answer, a truncated answer, a timeout or when the socket\n"
-               "cannot be reached, 2 on a usage error.\n",
+               "Admin commands:\n",
                std::string(kProgram).c_str(), std::string(kDefaultAdminSocket).c_str(),
                kDefaultAdminTimeoutMs / 1000);
+  // From the daemon's own command table, so the list cannot drift.
+  for (const AdminCommandSpec& spec : adminCommands()) {
+    std::string line = "  " + std::string(spec.usage);
+    bool first = true;
+    for (std::string_view alias : spec.aliases) {
+      if (alias.empty()) continue;
+      line += first ? " (also " : ", ";
+      line += alias;
+      first = false;
+    }
+    if (!first) line += ')';
+    std::fprintf(out, "%s\n", line.c_str());
+  }
+  std::fprintf(out,
+               "\n"
+               "Names are free text: a command word holding spaces or quotes is sent\n"
+               "quoted (ls \"Core 1\"), so give each name as one shell word:\n"
+               "  %s modify \"Core 1\" pause \"relay 2\"\n"
+               "A single command word is sent as it is (the whole line, quotes included).\n"
+               "\n"
+               "Exit status: 0 when every answer ended with OK (help and quit need none),\n"
+               "1 otherwise: an ERROR answer, a truncated answer, a timeout, a socket that\n"
+               "cannot be reached, or a usage error (as the daemon and the reference).\n",
+               std::string(kProgram).c_str());
 }
 
 // getopt leaves a long option's text in argv and a short one's letter in optopt.
@@ -102,10 +125,11 @@ std::string optionName(char** argv, int opt) {
   return argv[optind - 1];
 }
 
+// Exit status 1, as the daemon's usage errors and the reference client's.
 int usageError(std::FILE* err, const std::string& message) {
   std::fprintf(err, "%s: %s\nTry '%s --help' for more information.\n", std::string(kProgram).c_str(),
                message.c_str(), std::string(kProgram).c_str());
-  return 2;
+  return kUsageErrorExit;
 }
 
 // One command over one connection; reports failures on err. True on success.
@@ -269,6 +293,19 @@ ExchangeResult exchangeWithServer(const SocketAddress& address, std::string_view
   }
 }
 
+std::string buildCommandLine(std::span<const std::string_view> words) {
+  // One word is the whole line, as the reference sends it (scripts call
+  // `rtp_cluster_client "modify c1 pause r1"`); several are joined, each
+  // quoted when it holds spaces or quotes, so a name stays one word.
+  if (words.size() == 1) return std::string(words[0]);
+  std::string line;
+  for (size_t i = 0; i < words.size(); ++i) {
+    if (i > 0) line += ' ';
+    line += quoteAdminWord(words[i]);
+  }
+  return line;
+}
+
 bool answerSucceeded(std::string_view command, std::string_view answer) {
   const AdminParseResult parsed = parseAdminLine(command);
   if (const AdminCommand* c = std::get_if<AdminCommand>(&parsed)) {
@@ -327,11 +364,8 @@ int runAdminClient(int argc, char** argv, std::FILE* in, std::FILE* out, std::FI
 
   if (optind >= argc) return runInteractive(*address.address, timeout_ms, in, out, err);
 
-  std::string command;
-  for (int i = optind; i < argc; ++i) {
-    if (i > optind) command += ' ';
-    command += argv[i];
-  }
+  std::vector<std::string_view> words(argv + optind, argv + argc);
+  std::string command = buildCommandLine(words);
   // A line break would smuggle a second command into the one connection.
   if (command.find_first_of("\r\n") != std::string::npos) {
     return usageError(err, "command words must not contain line breaks");

@@ -6,6 +6,7 @@
 // exchange, so a stalled server cannot hang a script.
 
 #include <cstdio>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,8 +50,18 @@ ExchangeResult exchangeWithServer(const SocketAddress& address, std::string_view
 // answer is a failure.
 bool answerSucceeded(std::string_view command, std::string_view answer);
 
+// The admin line for the command words given on the command line: one word
+// is sent as it is (the whole line, as the reference's client does); several
+// are joined with spaces, each quoted (quoteAdminWord) when it holds spaces
+// or quotes, so `ls "Core 1"` reaches the cluster named `Core 1`.
+std::string buildCommandLine(std::span<const std::string_view> words);
+
+// Usage errors exit 1, like every other failure: the daemon and the
+// reference client do the same.
+inline constexpr int kUsageErrorExit = 1;
+
 // The whole program: options, one-shot or interactive mode. Returns the exit
-// status (0 success, 1 failure, 2 usage error).
+// status (0 success, 1 failure or usage error).
 int runAdminClient(int argc, char** argv, std::FILE* in, std::FILE* out, std::FILE* err);
 
 }  // namespace rtpc

@@ -7,6 +7,7 @@
 
 #include "shared/member_fields.h"
 #include "shared/quote.h"
+#include "shared/utf8.h"
 
 namespace rtpc {
 namespace {
@@ -71,16 +72,21 @@ AdminError malformed(std::string_view command, std::string_view problem, std::st
   return error(text);
 }
 
-// Words separated by runs of spaces or tabs (the reference's split()).
-std::vector<std::string_view> splitWords(std::string_view line) {
-  std::vector<std::string_view> words;
-  size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
-    const size_t start = i;
-    while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
-    if (i > start) words.push_back(line.substr(start, i - start));
-  }
+// A word of the line: its text with quotes and escapes removed, and whether
+// any of it was quoted (a quoted "json" is a name, not the keyword).
+struct Word {
+  std::string text;
+  bool quoted = false;
+};
+
+// Returns the words, or the error answer's text for a line that cannot be
+// split (unterminated quote, backslash at the end).
+std::variant<std::vector<Word>, std::string> splitWords(std::string_view line) {
+  const TokenizeResult r = tokenizeAdminLine(line);
+  if (!r.error.empty()) return r.error;
+  std::vector<Word> words;
+  words.reserve(r.words.size());
+  for (size_t i = 0; i < r.words.size(); ++i) words.push_back(Word{r.words[i], r.quoted[i]});
   return words;
 }
 
@@ -88,121 +94,109 @@ std::vector<std::string_view> splitWords(std::string_view line) {
 // (member_fields.h): a member added at run time could equally have been
 // configured.
 AdminParseResult parseAddFields(std::string_view list, AdminCommand command) {
-  constexpr std::string_view kWhat = "modify add";
-  std::array<std::optional<std::string_view>, kMemberFields.size()> values{};
-  size_t pos = 0;
-  while (true) {
-    const size_t comma = list.find(',', pos);
-    const std::string_view field = list.substr(pos, comma == std::string_view::npos ? list.npos : comma - pos);
-    if (field.empty()) return malformed(kWhat, "empty field (two commas in a row or a comma at an end)", kAddUsage);
-    const size_t eq = field.find('=');
-    if (eq == std::string_view::npos) {
-      return malformed(kWhat, "field " + quoteForMessage(field) + " is not key=value", kAddUsage);
-    }
-    const std::string_view key = field.substr(0, eq);
-    size_t index = kMemberFields.size();
-    for (size_t i = 0; i < kMemberFields.size(); ++i) {
-      if (kMemberFields[i].key == key) index = i;
-    }
-    if (index == kMemberFields.size()) return malformed(kWhat, "unknown field " + quoteForMessage(key), kAddUsage);
-    if (values[index]) return malformed(kWhat, "field " + quoteForMessage(key) + " given twice", kAddUsage);
-    values[index] = field.substr(eq + 1);
-    if (comma == std::string_view::npos) break;
-    pos = comma + 1;
-  }
-  for (size_t i = 0; i < kMemberFields.size(); ++i) {
-    if (kMemberFields[i].required && !values[i]) {
-      return malformed(kWhat, "missing field " + quoteForMessage(kMemberFields[i].key), kAddUsage);
-    }
-  }
-  MemberConfig& m = command.new_member;
-  // The reference crashes without status; ACTIVE is what its configs mean.
-  m.status = AdminStatus::kActive;
-  for (size_t i = 0; i < kMemberFields.size(); ++i) {
-    const MemberFieldSpec& spec = kMemberFields[i];
-    if (!values[i]) continue;
-    if (std::optional<std::string> problem = setMemberField(m, spec.field, *values[i], spec.key)) {
-      return malformed(kWhat, *problem, kAddUsage);
-    }
-  }
+  std::variant<MemberConfig, std::string> member = parseMemberFieldList(list, ',');
+  if (auto* problem = std::get_if<std::string>(&member)) return malformed("modify add", *problem, kAddUsage);
+  command.new_member = std::move(std::get<MemberConfig>(member));
   return command;
 }
 
-AdminParseResult parseList(const std::vector<std::string_view>& words) {
+// A cluster or member name longer than any name can be is not found, and
+// is echoed cut (docs/admin.md: values in messages are cut after 64 bytes).
+bool tooLongForAName(std::string_view name) { return name.size() > kMaxNameBytes; }
+
+AdminError clusterNotFound(std::string_view name) { return error(nameForMessage(name) + ": cluster not found"); }
+
+bool isKeyword(const Word& word, std::string_view keyword) { return !word.quoted && word.text == keyword; }
+
+AdminParseResult parseList(const std::vector<Word>& words) {
   const std::string_view usage = usageOf(AdminHandler::kList);
   AdminCommand command;
-  size_t n = words.size();
-  if (n >= 2 && words[n - 1] == "json") {
-    command.format = AdminFormat::kJson;
-    --n;
-  }
+  const size_t n = words.size();
+  // Valid: ls | ls json | ls NAME | ls NAME json. A quoted "json" is a name.
   if (n == 1) {
     command.action = AdminAction::kListClusters;
     return command;
   }
-  if (n == 2) {
-    command.action = AdminAction::kListMembers;
-    command.cluster = std::string(words[1]);
+  if (n == 2 && isKeyword(words[1], "json")) {
+    command.action = AdminAction::kListClusters;
+    command.format = AdminFormat::kJson;
     return command;
   }
-  return malformed("ls", "unexpected argument " + quoteForMessage(words[2]), usage);
+  // The first word after the longest valid beginning is the wrong one.
+  const size_t valid = n >= 3 && isKeyword(words[2], "json") ? 3 : 2;
+  if (n > valid) return malformed("ls", "unexpected argument " + quoteForMessage(words[valid].text), usage);
+  if (tooLongForAName(words[1].text)) return clusterNotFound(words[1].text);
+  command.action = AdminAction::kListMembers;
+  command.format = n == 3 ? AdminFormat::kJson : AdminFormat::kText;
+  command.cluster = words[1].text;
+  return command;
 }
 
-AdminParseResult parseModify(const std::vector<std::string_view>& words) {
+AdminParseResult parseModify(const std::vector<Word>& words) {
   const std::string both = std::string(kAddUsage) + " or " + std::string(kMemberUsage);
   if (words.size() < 2) return malformed("modify", "missing cluster name", both);
   if (words.size() < 3) return malformed("modify", "missing action", both);
   AdminCommand command;
-  command.cluster = std::string(words[1]);
-  const std::string_view action = words[2];
+  command.cluster = words[1].text;
+  const std::string_view action = words[2].text;
   if (action == "add") {
     if (words.size() < 4) return malformed("modify add", "missing member fields", kAddUsage);
     if (words.size() > 4) {
       return malformed("modify add",
-                       "unexpected argument " + quoteForMessage(words[4]) + " (fields are separated by commas, no spaces)",
+                       "unexpected argument " + quoteForMessage(words[4].text) +
+                           " (fields are separated by commas, no spaces; quote a value that holds spaces)",
                        kAddUsage);
     }
+    if (tooLongForAName(command.cluster)) return clusterNotFound(command.cluster);
     command.action = AdminAction::kAddMember;
-    return parseAddFields(words[3], std::move(command));
+    return parseAddFields(words[3].text, std::move(command));
   }
   for (const MemberActionWord& a : kMemberActions) {
     if (a.word != action) continue;
     const std::string what = "modify " + std::string(action);
     if (words.size() < 4) return malformed(what, "missing RTPproxy name", kMemberUsage);
-    if (words.size() > 4) return malformed(what, "unexpected argument " + quoteForMessage(words[4]), kMemberUsage);
+    if (words.size() > 4) {
+      return malformed(what, "unexpected argument " + quoteForMessage(words[4].text) +
+                                 " (quote a name that holds spaces)", kMemberUsage);
+    }
+    if (tooLongForAName(command.cluster)) return clusterNotFound(command.cluster);
     command.action = a.action;
-    command.member = std::string(words[3]);
+    command.member = words[3].text;
     return command;
   }
   return error("unsupported action: " + quoteForMessage(action));
 }
 
-AdminParseResult parseNoArguments(const std::vector<std::string_view>& words, const AdminCommandSpec& spec,
+AdminParseResult parseNoArguments(const std::vector<Word>& words, const AdminCommandSpec& spec,
                                   AdminAction action) {
   if (words.size() > 1) {
-    return malformed(spec.name, "unexpected argument " + quoteForMessage(words[1]), spec.usage);
+    return malformed(spec.name, "unexpected argument " + quoteForMessage(words[1].text), spec.usage);
   }
   AdminCommand command;
   command.action = action;
   return command;
 }
 
-AdminParseResult parseWords(const std::vector<std::string_view>& words) {
+AdminParseResult parseWords(const std::vector<Word>& words) {
   if (words.empty()) return error("unknown command");
+  // A quoted command word is still that command: the client quotes nothing
+  // that needs no quotes, but a script may.
+  const std::string_view first = words[0].text;
   for (const AdminCommandSpec& spec : kCommands) {
-    if (!matches(spec, words[0])) continue;
+    if (!matches(spec, first)) continue;
     switch (spec.handler) {
       case AdminHandler::kList:
         return parseList(words);
       case AdminHandler::kWorkers: {
         AdminCommand command;
         command.action = AdminAction::kListWorkers;
-        if (words.size() == 2 && words[1] == "json") {
+        if (words.size() == 2 && isKeyword(words[1], "json")) {
           command.format = AdminFormat::kJson;
           return command;
         }
         if (words.size() == 1) return command;
-        return malformed("workers", "unexpected argument " + quoteForMessage(words[1]), spec.usage);
+        const size_t bad = isKeyword(words[1], "json") ? 2 : 1;
+        return malformed("workers", "unexpected argument " + quoteForMessage(words[bad].text), spec.usage);
       }
       case AdminHandler::kModifyAdd:
       case AdminHandler::kModifyMember:
@@ -219,6 +213,137 @@ AdminParseResult parseWords(const std::vector<std::string_view>& words) {
 }
 
 }  // namespace
+
+TokenizeResult tokenizeAdminLine(std::string_view line) {
+  TokenizeResult r;
+  size_t i = 0;
+  while (true) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    if (i == line.size()) return r;
+    std::string word;
+    bool quoted = false;
+    while (i < line.size() && line[i] != ' ' && line[i] != '\t') {
+      const char c = line[i];
+      if (c == '\\') {
+        if (i + 1 == line.size()) {
+          r.error = "backslash at the end of the line (write \\\\ for a backslash)";
+          return r;
+        }
+        word += line[i + 1];
+        i += 2;
+        continue;
+      }
+      if (c != '"' && c != '\'') {
+        word += c;
+        ++i;
+        continue;
+      }
+      // A quoted part runs to the matching quote; in "..." a backslash takes
+      // the next character as it is, in '...' nothing is special.
+      quoted = true;
+      const size_t open = i++;
+      while (true) {
+        if (i == line.size()) {
+          r.error = std::string("unterminated quote (") + c + ") opened at offset " + std::to_string(open);
+          return r;
+        }
+        if (line[i] == c) {
+          ++i;
+          break;
+        }
+        if (c == '"' && line[i] == '\\' && i + 1 < line.size()) {
+          word += line[i + 1];
+          i += 2;
+          continue;
+        }
+        word += line[i++];
+      }
+    }
+    r.words.push_back(std::move(word));
+    r.quoted.push_back(quoted);
+  }
+}
+
+std::string quoteAdminWord(std::string_view word) {
+  bool plain = !word.empty();
+  for (const char c : word) {
+    if (c == ' ' || c == '\t' || c == '"' || c == '\'' || c == '\\') plain = false;
+  }
+  if (plain) return std::string(word);
+  std::string out;
+  out.reserve(word.size() + 4);
+  out += '"';
+  for (const char c : word) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+std::optional<std::string> checkAdminLineBytes(std::string_view line) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const auto at = [](size_t offset) { return " at offset " + std::to_string(offset); };
+  for (size_t i = 0; i < line.size();) {
+    const auto c = static_cast<unsigned char>(line[i]);
+    if (c == 0) return std::string("command line contains a NUL byte");
+    const size_t n = utf8SequenceLength(line, i);
+    if (n == 0) {
+      std::string what = "command line is not UTF-8: byte 0x";
+      what += kHex[c >> 4];
+      what += kHex[c & 0xf];
+      return what + at(i);
+    }
+    const bool control = (c < 0x20 && c != '\t') || c == 0x7f ||
+                         (c == 0xc2 && static_cast<unsigned char>(line[i + 1]) <= 0x9f);
+    if (control) {
+      std::string what = "command line contains the control character 0x";
+      const auto code = c == 0xc2 ? static_cast<unsigned char>(line[i + 1]) : c;
+      what += kHex[code >> 4];
+      what += kHex[code & 0xf];
+      return what + at(i);
+    }
+    i += n;
+  }
+  return std::nullopt;
+}
+
+std::variant<MemberConfig, std::string> parseMemberFieldList(std::string_view list, char separator) {
+  std::array<std::optional<std::string_view>, kMemberFields.size()> values{};
+  size_t pos = 0;
+  while (true) {
+    const size_t end = list.find(separator, pos);
+    const std::string_view field = list.substr(pos, end == std::string_view::npos ? list.npos : end - pos);
+    if (field.empty()) {
+      if (separator == ',') return std::string("empty field (two commas in a row or a comma at an end)");
+      return std::string("empty field");
+    }
+    const size_t eq = field.find('=');
+    if (eq == std::string_view::npos) return "field " + quoteForMessage(field) + " is not key=value";
+    const std::string_view key = field.substr(0, eq);
+    size_t index = kMemberFields.size();
+    for (size_t i = 0; i < kMemberFields.size(); ++i) {
+      if (kMemberFields[i].key == key) index = i;
+    }
+    if (index == kMemberFields.size()) return "unknown field " + quoteForMessage(key);
+    if (values[index]) return "field " + quoteForMessage(key) + " given twice";
+    values[index] = field.substr(eq + 1);
+    if (end == std::string_view::npos) break;
+    pos = end + 1;
+  }
+  for (size_t i = 0; i < kMemberFields.size(); ++i) {
+    if (kMemberFields[i].required && !values[i]) return "missing field " + quoteForMessage(kMemberFields[i].key);
+  }
+  MemberConfig m;
+  // The reference crashes without status; ACTIVE is what its configs mean.
+  m.status = AdminStatus::kActive;
+  for (size_t i = 0; i < kMemberFields.size(); ++i) {
+    const MemberFieldSpec& spec = kMemberFields[i];
+    if (!values[i]) continue;
+    if (std::optional<std::string> problem = setMemberField(m, spec.field, *values[i], spec.key)) return *problem;
+  }
+  return m;
+}
 
 std::span<const AdminCommandSpec> adminCommands() { return kCommands; }
 
@@ -247,19 +372,10 @@ AdminParseResult parseAdminLine(std::string_view line) {
     if (line.size() > kMaxAdminLineBytes) {
       return error("command line is longer than " + std::to_string(kMaxAdminLineBytes) + " bytes");
     }
-    for (size_t i = 0; i < line.size(); ++i) {
-      const auto c = static_cast<unsigned char>(line[i]);
-      if (c == 0) return error("command line contains a NUL byte");
-      if ((c < 0x20 && c != '\t') || c >= 0x7f) {
-        static constexpr char kHex[] = "0123456789abcdef";
-        std::string what = "command line contains the byte 0x";
-        what += kHex[c >> 4];
-        what += kHex[c & 0xf];
-        what += " at offset " + std::to_string(i) + " (only printable ASCII is accepted)";
-        return error(what);
-      }
-    }
-    return parseWords(splitWords(line));
+    if (std::optional<std::string> bad = checkAdminLineBytes(line)) return error(*bad);
+    std::variant<std::vector<Word>, std::string> words = splitWords(line);
+    if (auto* problem = std::get_if<std::string>(&words)) return error(*problem);
+    return parseWords(std::get<std::vector<Word>>(words));
   } catch (...) {
     // Only allocation can fail here; the caller's loop must survive it.
     return AdminError{"ERROR: out of memory\n"};

@@ -8,8 +8,10 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <optional>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "shared/config.h"
 
@@ -68,6 +70,36 @@ using AdminParseResult = std::variant<AdminCommand, AdminError>;
 
 // One line as received, with or without its "\n" / "\r\n". Never throws
 // (allocation failure aside); anything malformed becomes an AdminError.
+// Names are free text (UTF-8, spaces): a word that holds spaces is quoted.
 AdminParseResult parseAdminLine(std::string_view line);
+
+// The words of a line (docs/admin.md "Quoting"): separated by spaces or tabs;
+// "..." quotes (inside, \ takes the next character as it is), '...' quotes
+// (nothing special inside), outside quotes \ escapes the next character;
+// quoted and plain parts next to each other make one word
+// (name="relay 2",protocol=udp is one word). Pure; error is set (and words
+// are incomplete) for an unterminated quote or a backslash at the end.
+struct TokenizeResult {
+  std::vector<std::string> words;
+  std::vector<bool> quoted;  // per word: some part of it was quoted
+  std::string error;         // the error answer's text, without "ERROR: "
+};
+TokenizeResult tokenizeAdminLine(std::string_view line);
+
+// `word` as it must be written on an admin line to come back as one word:
+// as it is when it needs no quotes, else in "..." with " and \ escaped.
+// tokenizeAdminLine(quoteAdminWord(w)).words == {w} for every w.
+std::string quoteAdminWord(std::string_view word);
+
+// The bytes an admin line may hold: UTF-8 text without control characters
+// (tab aside). Returns the error text (without "ERROR: ") or nullopt.
+std::optional<std::string> checkAdminLineBytes(std::string_view line);
+
+// Member fields `key=value` separated by `separator` (',' on the admin line,
+// '\t' in the supervisor's apply message, where values may hold commas):
+// every field of kMemberFields at most once, required ones present, each
+// value checked by member_fields.h; status defaults to ACTIVE. Returns the
+// member or the problem text.
+std::variant<MemberConfig, std::string> parseMemberFieldList(std::string_view list, char separator);
 
 }  // namespace rtpc

@@ -7,6 +7,9 @@
 #include <optional>
 #include <vector>
 
+#include "shared/quote.h"
+#include "shared/utf8.h"
+
 namespace rtpc {
 namespace {
 
@@ -19,7 +22,7 @@ const ClusterSnapshot* findCluster(const StatusSnapshot& snapshot, std::string_v
 
 std::string clusterNotFound(std::string_view name) {
   std::string answer = "ERROR: ";
-  answer += name;
+  answer += nameForMessage(name);
   answer += ": cluster not found\n";
   return answer;
 }
@@ -242,8 +245,21 @@ std::string jsonString(std::string_view text) {
   std::string out;
   out.reserve(text.size() + 2);
   out += '"';
-  for (char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x80) {
+      // UTF-8 goes as it is (JSON text is UTF-8); a byte that is not part of
+      // a well-formed sequence becomes U+FFFD so that the answer stays valid.
+      const size_t n = utf8SequenceLength(text, i);
+      if (n == 0) {
+        out += "\\ufffd";
+        ++i;
+      } else {
+        out.append(text.substr(i, n));
+        i += n;
+      }
+      continue;
+    }
     switch (c) {
       case '"':
         out += "\\\"";
@@ -254,18 +270,22 @@ std::string jsonString(std::string_view text) {
       case '\n':
         out += "\\n";
         break;
+      case '\r':
+        out += "\\r";
+        break;
       case '\t':
         out += "\\t";
         break;
       default:
-        if (c < 0x20 || c >= 0x7f) {
+        if (c < 0x20) {
           out += "\\u00";
           out += kHex[c >> 4];
           out += kHex[c & 0xf];
         } else {
-          out += ch;
+          out += static_cast<char>(c);
         }
     }
+    ++i;
   }
   out += '"';
   return out;

@@ -26,8 +26,10 @@ std::string renderClusterMembersJson(const StatusSnapshot& snapshot, std::string
 std::string renderWorkers(const StatusSnapshot& snapshot);
 std::string renderWorkersJson(const StatusSnapshot& snapshot);
 
-// `"text"` with JSON escapes; bytes outside printable ASCII become \u00XX,
-// so the result is valid JSON (and UTF-8) whatever the input holds.
+// `"text"` with the escapes JSON requires (", \\, control characters);
+// UTF-8 is kept as it is (`café` stays `café`), and a byte that is not
+// well-formed UTF-8 becomes \ufffd, so the result is valid JSON (and UTF-8)
+// whatever the input holds.
 std::string jsonString(std::string_view text);
 
 }  // namespace rtpc

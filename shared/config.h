@@ -30,10 +30,12 @@ std::optional<AdminStatus> parseAdminStatus(std::string_view text);
 enum class CapacityLimit : uint8_t { kSoft, kHard };
 std::string_view capacityLimitName(CapacityLimit limit);  // "soft", "hard"
 
-// Limits of the loader. Names live in fixed-size shared-memory records.
-inline constexpr size_t kMaxNameBytes = 63;
-inline constexpr uint32_t kMaxWeight = 1000000;
-inline constexpr uint32_t kMaxCapacity = 1000000;
+// Limits of the loader. Names live in fixed-size shared-memory records
+// (UTF-8 text: 255 bytes are 85 to 255 characters). Weight and capacity have
+// no upper bound in the reference; ours is what a member record stores.
+inline constexpr size_t kMaxNameBytes = 255;
+inline constexpr uint32_t kMaxWeight = UINT32_MAX;
+inline constexpr uint32_t kMaxCapacity = UINT32_MAX;
 // A member is stored in the session table as a small index.
 inline constexpr size_t kMaxMembersPerCluster = 256;
 

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "shared/quote.h"
+#include "shared/utf8.h"
 
 namespace rtpc {
 namespace {
@@ -15,27 +16,33 @@ std::string complaint(std::string_view label, std::string_view problem) {
   return text;
 }
 
-// Parses an unsigned decimal (optional '+') no larger than `max`.
-bool parseUnsigned(std::string_view text, uint64_t max, uint64_t& value) {
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+
+// Digits with an optional leading '+' and single '_' between digits, as the
+// reference's int() takes them ("2_500" is 2500 in Python 3).
+bool isUnsignedDecimal(std::string_view text) {
   if (!text.empty() && text.front() == '+') text.remove_prefix(1);
   if (text.empty()) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (isDigit(text[i])) continue;
+    if (text[i] == '_' && i > 0 && i + 1 < text.size() && isDigit(text[i - 1]) && isDigit(text[i + 1])) continue;
+    return false;
+  }
+  return true;
+}
+
+// Parses what isUnsignedDecimal() accepts, no larger than `max`.
+bool parseUnsigned(std::string_view text, uint64_t max, uint64_t& value) {
+  if (!isUnsignedDecimal(text)) return false;
+  if (text.front() == '+') text.remove_prefix(1);
   uint64_t v = 0;
   for (char c : text) {
-    if (c < '0' || c > '9') return false;
+    if (c == '_') continue;
     const auto digit = static_cast<uint64_t>(c - '0');
     if (v > (max - digit) / 10) return false;
     v = v * 10 + digit;
   }
   value = v;
-  return true;
-}
-
-bool isUnsignedDecimal(std::string_view text) {
-  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
-  if (text.empty()) return false;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-  }
   return true;
 }
 
@@ -47,11 +54,9 @@ std::optional<std::string> checkNameField(std::string_view text, std::string_vie
     return complaint(label, " is " + std::to_string(text.size()) + " bytes, at most " +
                                 std::to_string(kMaxNameBytes) + " allowed");
   }
-  for (char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c <= 0x20 || c == 0x7f) {
-      return complaint(label, " must not contain spaces or control characters, got " + quoteForMessage(text));
-    }
+  if (!isValidUtf8(text)) return complaint(label, " must be UTF-8 text, got " + quoteForMessage(text));
+  if (hasControlCharacter(text)) {
+    return complaint(label, " must not contain control characters, got " + quoteForMessage(text));
   }
   return std::nullopt;
 }

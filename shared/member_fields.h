@@ -69,8 +69,10 @@ std::optional<std::string> setMemberField(MemberConfig& member, MemberField fiel
 // The single rules setMemberField is made of; a cluster's fields of the same
 // kind (its name, protocol and control address, the <tuning> numbers) use them too.
 
-// Non-empty, at most kMaxNameBytes, no spaces or control characters: the
-// admin CLI splits its lines at spaces, so such a name could never be addressed.
+// Free text as in the reference (spaces and any UTF-8 included; the admin
+// CLI addresses such names with quotes): refused only when empty, longer than
+// kMaxNameBytes, not UTF-8, or holding a control character (which no one
+// means and which would break log lines and the worker channel's framing).
 std::optional<std::string> checkNameField(std::string_view text, std::string_view label);
 
 std::optional<std::string> parseProtocolField(std::string_view text, std::string_view label, Transport& out);
@@ -78,8 +80,8 @@ std::optional<std::string> parseProtocolField(std::string_view text, std::string
 std::optional<std::string> parseAddressField(Transport transport, std::string_view text, std::string_view label,
                                              uint16_t default_port, SocketAddress& out);
 
-// Unsigned decimal with an optional '+' (as the reference's int() takes it)
-// in [min, max].
+// Unsigned decimal with an optional '+' and '_' between digits (as the
+// reference's int() takes it: "+2_500" is 2500) in [min, max].
 std::optional<std::string> parseIntegerField(std::string_view text, uint32_t min, uint32_t max,
                                              std::string_view label, uint32_t& out);
 

@@ -103,6 +103,8 @@ std::optional<T> some(T v) {
   return v;
 }
 
+bool rttMeasured(const MemberSnapshot& m) { return m.rtt_histogram.total() > 0 || m.rtt_seconds > 0; }
+
 }  // namespace
 
 std::string escapeLabelValue(std::string_view value) {
@@ -218,10 +220,14 @@ std::string renderPrometheus(const StatusSnapshot& s) {
                [](const MemberSnapshot& m) { return m.active_sessions; });
   memberFamily(out, s, "rtp_cluster_member_bound_sessions", "gauge", "Calls the cluster routes to the member.",
                [](const MemberSnapshot& m) { return some(m.bound_sessions); });
-  memberFamily(out, s, "rtp_cluster_member_utilisation_ratio", "gauge", "Load relative to capacity (0..1).",
+  memberFamily(out, s, "rtp_cluster_member_utilization_ratio", "gauge", "Load relative to capacity (0..1).",
                [](const MemberSnapshot& m) { return some(m.utilisation); });
-  memberFamily(out, s, "rtp_cluster_member_rtt_seconds", "gauge", "Average command round-trip time.",
-               [](const MemberSnapshot& m) { return some(m.rtt_seconds); });
+  // Absent until a round trip was measured: 0 s for a member never online
+  // would read as a perfect relay.
+  memberFamily(out, s, "rtp_cluster_member_rtt_seconds", "gauge",
+               "Average command round-trip time; absent until one was measured.", [](const MemberSnapshot& m) {
+                 return rttMeasured(m) ? std::optional<double>(m.rtt_seconds) : std::nullopt;
+               });
   family(std::back_inserter(out), "rtp_cluster_member_command_rtt_seconds", "histogram",
          "Round-trip time of commands answered without a retransmission (heartbeats included).");
   for (const ClusterSnapshot& c : s.clusters) {

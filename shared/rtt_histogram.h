@@ -11,9 +11,11 @@ namespace rtpc {
 
 struct RttHistogram {
   // Upper bounds in microseconds; a last, implicit bucket is +Inf. From a
-  // loopback relay (~30 us) to Kamailio's 1 s timeout.
-  static constexpr std::array<uint32_t, 12> kBoundsUs = {100,   250,    500,    1000,   2500,   5000,
-                                                          10000, 25000,  50000,  100000, 250000, 1000000};
+  // loopback relay (~30 us) to the longest <command_timeout> (10 s), so that
+  // no round trip a member may take lands in +Inf only.
+  static constexpr std::array<uint32_t, 15> kBoundsUs = {100,    250,    500,     1000,    2500,
+                                                          5000,   10000,  25000,   50000,   100000,
+                                                          250000, 1000000, 2500000, 5000000, 10000000};
   static constexpr size_t kBuckets = kBoundsUs.size() + 1;
 
   std::array<uint64_t, kBuckets> counts{};  // per bucket, not cumulative

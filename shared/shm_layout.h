@@ -58,7 +58,8 @@ namespace rtpc {
 inline constexpr uint64_t kShmMagic = 0x314d485343505452ull;  // "RTPCSHM1" little-endian
 // 2: answers by command type/result and by error code (ClusterRecord), rtt
 //    histogram (MemberRecord).
-inline constexpr uint32_t kShmLayoutVersion = 2;
+// 3: names of up to 255 bytes (UTF-8 text), rtt histogram buckets up to 10 s.
+inline constexpr uint32_t kShmLayoutVersion = 3;
 
 inline constexpr size_t kShmPageBytes = 4096;
 inline constexpr uint32_t kDefaultClusterSlots = 64;
@@ -176,7 +177,7 @@ struct alignas(64) MemberRecord {
   std::atomic<uint64_t> rtt_sum_us;
 };
 static_assert(std::is_standard_layout_v<MemberRecord>);
-static_assert(sizeof(MemberRecord) == 1344, "layout change: bump kShmLayoutVersion");
+static_assert(sizeof(MemberRecord) == 1536, "layout change: bump kShmLayoutVersion");
 static_assert(offsetof(MemberRecord, name) == 88);
 
 // One cluster slot. The slot part belongs to the supervisor, the counters part
@@ -220,9 +221,9 @@ struct alignas(64) ClusterRecord {
   MemberRecord members[kMaxMembersPerCluster];
 };
 static_assert(std::is_standard_layout_v<ClusterRecord>);
-static_assert(offsetof(ClusterRecord, counters_seq) == 448);
-static_assert(offsetof(ClusterRecord, members) == 1664);
-static_assert(sizeof(ClusterRecord) == 1664 + kMaxMembersPerCluster * sizeof(MemberRecord),
+static_assert(offsetof(ClusterRecord, counters_seq) == 640);
+static_assert(offsetof(ClusterRecord, members) == 1856);
+static_assert(sizeof(ClusterRecord) == 1856 + kMaxMembersPerCluster * sizeof(MemberRecord),
               "layout change: bump kShmLayoutVersion");
 
 inline constexpr uint64_t shmRoundUp(uint64_t value, uint64_t to) { return (value + to - 1) / to * to; }

@@ -291,7 +291,7 @@ void Supervisor::reload(std::function<void(const std::string&)> done) {
     if (std::find(plan.added.begin(), plan.added.end(), c.name) != plan.added.end()) {
       std::string why;
       if (!pool_->add(c, index, std::move(socket), why)) {
-        spdlog::error("RELOAD_CLUSTER_FAILED cluster={} error={}", c.name, logQuoted(why));
+        spdlog::error("RELOAD_CLUSTER_FAILED cluster={} error={}", logName(c.name), logQuoted(why));
         failures += failures.empty() ? why : "; " + why;
       }
     } else if (std::find(plan.restarted.begin(), plan.restarted.end(), c.name) != plan.restarted.end()) {
@@ -331,7 +331,7 @@ void Supervisor::reload(std::function<void(const std::string&)> done) {
   };
   for (const std::string& name : plan.members_changed) {
     pool_->apply(*next.findCluster(name), [finishOne, name](const std::string& answer) {
-      if (answer != "OK") spdlog::warn("RELOAD_APPLY_FAILED cluster={} answer={}", name, logQuoted(answer));
+      if (answer != "OK") spdlog::warn("RELOAD_APPLY_FAILED cluster={} answer={}", logName(name), logQuoted(answer));
       finishOne();
     });
   }

@@ -200,7 +200,7 @@ bool WorkerPool::add(const ClusterConfig& cluster, uint32_t config_index, std::u
   workers_.emplace(cluster.name, std::move(w));
   publishInfo(ref);
   if (ClusterRecord* r = segment_.cluster(ref.slot)) publishWorker(*r, 0, 0, 0);
-  spdlog::info("CLUSTER_ADDED cluster={} slot={} control={} members={} table_kept={}", cluster.name, ref.slot,
+  spdlog::info("CLUSTER_ADDED cluster={} slot={} control={} members={} table_kept={}", logName(cluster.name), ref.slot,
                cluster.control.uri(), cluster.members.size(), slot->table_kept);
   spawn(ref);
   return true;
@@ -209,7 +209,7 @@ bool WorkerPool::add(const ClusterConfig& cluster, uint32_t config_index, std::u
 void WorkerPool::spawn(Worker& w) {
   int sp[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
-    spdlog::error("WORKER_SPAWN_FAILED cluster={} error={}", w.config.name,
+    spdlog::error("WORKER_SPAWN_FAILED cluster={} error={}", logName(w.config.name),
                   logQuoted(std::string("socketpair: ") + std::strerror(errno)));
     w.state = Worker::State::kBackoff;
     const timeval delay = msToTimeval(w.backoff_ms);
@@ -224,7 +224,7 @@ void WorkerPool::spawn(Worker& w) {
   close(sp[1]);
   if (pid < 0) {
     close(sp[0]);
-    spdlog::error("WORKER_SPAWN_FAILED cluster={} error={}", w.config.name,
+    spdlog::error("WORKER_SPAWN_FAILED cluster={} error={}", logName(w.config.name),
                   logQuoted(std::string("fork: ") + std::strerror(errno)));
     w.state = Worker::State::kBackoff;
     const timeval delay = msToTimeval(w.backoff_ms);
@@ -245,7 +245,7 @@ void WorkerPool::spawn(Worker& w) {
       &w);
   event_add(w.channel_event, nullptr);
   if (ClusterRecord* r = segment_.cluster(w.slot)) publishWorker(*r, pid, w.restarts, unixNowMs());
-  spdlog::info("WORKER_STARTED cluster={} pid={} slot={} restarts={}", w.config.name, pid, w.slot, w.restarts);
+  spdlog::info("WORKER_STARTED cluster={} pid={} slot={} restarts={}", logName(w.config.name), pid, w.slot, w.restarts);
   flushQueue(w);
 }
 
@@ -292,12 +292,12 @@ void WorkerPool::onExited(Worker& w, int status) {
   failSent(w, "ERROR: cluster " + w.config.name + ": its worker exited before answering");
 
   if (w.state == Worker::State::kRemoving) {
-    spdlog::info("WORKER_STOPPED cluster={} pid={} status={}", w.config.name, pid, describeStatus(status));
+    spdlog::info("WORKER_STOPPED cluster={} pid={} status={}", logName(w.config.name), pid, describeStatus(status));
     release(w);
     return;
   }
   if (w.state == Worker::State::kReconfiguring) {
-    spdlog::info("WORKER_STOPPED cluster={} pid={} status={} reason=reconfigure", w.config.name, pid,
+    spdlog::info("WORKER_STOPPED cluster={} pid={} status={} reason=reconfigure", logName(w.config.name), pid,
                  describeStatus(status));
     startAfterStop(w);
     return;
@@ -306,7 +306,7 @@ void WorkerPool::onExited(Worker& w, int status) {
   if (up_ms >= settings_.stable_after_ms) w.backoff_ms = settings_.backoff_min_ms;
   ++w.restarts;
   spdlog::warn("WORKER_EXITED cluster={} pid={} status={} restarts={} up_ms={} restart_in_ms={} recovered_records={}",
-               w.config.name, pid, describeStatus(status), w.restarts, up_ms, w.backoff_ms, recovered);
+               logName(w.config.name), pid, describeStatus(status), w.restarts, up_ms, w.backoff_ms, recovered);
   if (ClusterRecord* r = segment_.cluster(w.slot)) publishWorker(*r, 0, w.restarts, 0);
   w.state = Worker::State::kBackoff;
   const timeval delay = msToTimeval(w.backoff_ms);
@@ -321,7 +321,7 @@ void WorkerPool::onRestartTimer(Worker& w) {
 
 void WorkerPool::onKillTimer(Worker& w) {
   if (w.pid <= 0) return;
-  spdlog::warn("WORKER_KILL cluster={} pid={} reason=stop_timeout", w.config.name, w.pid);
+  spdlog::warn("WORKER_KILL cluster={} pid={} reason=stop_timeout", logName(w.config.name), w.pid);
   ::kill(w.pid, SIGKILL);
 }
 
@@ -335,7 +335,7 @@ void WorkerPool::terminate(Worker& w) {
 void WorkerPool::remove(std::string_view name) {
   Worker* w = find(name);
   if (w == nullptr || w->state == Worker::State::kRemoving) return;
-  spdlog::info("CLUSTER_REMOVING cluster={} pid={}", w->config.name, w->pid);
+  spdlog::info("CLUSTER_REMOVING cluster={} pid={}", logName(w->config.name), w->pid);
   evtimer_del(w->restart_timer);
   w->state = Worker::State::kRemoving;
   if (w->pid > 0) {
@@ -354,7 +354,7 @@ void WorkerPool::release(Worker& w) {
   }
   if (w.socket) w.socket->close();
   segment_.freeCluster(w.slot);
-  spdlog::info("CLUSTER_REMOVED cluster={} slot={}", name, w.slot);
+  spdlog::info("CLUSTER_REMOVED cluster={} slot={}", logName(name), w.slot);
   workers_.erase(workers_.find(name));
 }
 
@@ -365,7 +365,7 @@ void WorkerPool::reconfigure(const ClusterConfig& next, uint32_t config_index, s
   w->next_index = config_index;
   if (socket) w->next_socket = std::move(socket);
   if (w->state == Worker::State::kReconfiguring) return;  // the pending stop picks up the newest
-  spdlog::info("CLUSTER_RESTARTING cluster={} pid={} reason=config_changed", next.name, w->pid);
+  spdlog::info("CLUSTER_RESTARTING cluster={} pid={} reason=config_changed", logName(next.name), w->pid);
   evtimer_del(w->restart_timer);
   const bool running = w->pid > 0;
   w->state = Worker::State::kReconfiguring;
@@ -392,10 +392,10 @@ void WorkerPool::startAfterStop(Worker& w) {
   const std::optional<ClusterSlot> slot = segment_.allocateCluster(w.config.name, w.config.tuning.session_table_size, why);
   if (!slot) {
     // The old block is kept by the slot; the worker runs with what it has.
-    spdlog::error("CLUSTER_TABLE_RESIZE_FAILED cluster={} error={}", w.config.name, logQuoted(why));
+    spdlog::error("CLUSTER_TABLE_RESIZE_FAILED cluster={} error={}", logName(w.config.name), logQuoted(why));
   } else {
     w.slot = slot->index;
-    spdlog::info("CLUSTER_RECONFIGURED cluster={} slot={} table_kept={}", w.config.name, w.slot, slot->table_kept);
+    spdlog::info("CLUSTER_RECONFIGURED cluster={} slot={} table_kept={}", logName(w.config.name), w.slot, slot->table_kept);
   }
   publishInfo(w);
   w.backoff_ms = settings_.backoff_min_ms;
@@ -440,7 +440,7 @@ void WorkerPool::flushQueue(Worker& w) {
     const std::string message = std::to_string(r->id) + " " + r->body;
     if (::send(w.channel, message.data(), message.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;  // the timeout answers it
-      spdlog::warn("WORKER_REQUEST_FAILED cluster={} error={}", w.config.name, logQuoted(std::strerror(errno)));
+      spdlog::warn("WORKER_REQUEST_FAILED cluster={} error={}", logName(w.config.name), logQuoted(std::strerror(errno)));
       return;  // the worker is going away; its exit or the timeout answers
     }
     const uint64_t id = r->id;
@@ -465,7 +465,7 @@ void WorkerPool::onChannel(Worker& w) {
     }
     const std::optional<ChannelMessage> message = parseChannelMessage(std::string_view(buf, static_cast<size_t>(n)));
     if (!message) {
-      spdlog::warn("WORKER_BAD_ANSWER cluster={} bytes={}", w.config.name, n);
+      spdlog::warn("WORKER_BAD_ANSWER cluster={} bytes={}", logName(w.config.name), n);
       continue;
     }
     const auto it = w.sent.find(message->id);
@@ -518,7 +518,7 @@ void WorkerPool::failSent(Worker& w, const std::string& why) {
 void WorkerPool::modify(const AdminCommand& command, std::string line, Answer answer) {
   Worker* w = find(command.cluster);
   if (w == nullptr || w->state == Worker::State::kRemoving) {
-    answer("ERROR: " + command.cluster + ": cluster not found");
+    answer("ERROR: " + nameForMessage(command.cluster) + ": cluster not found");
     return;
   }
   auto r = std::make_unique<Request>();
@@ -570,7 +570,7 @@ void WorkerPool::apply(const ClusterConfig& next, Answer answer) {
   // A worker that could not take the new set starts again from it.
   r->on_error = [this](Worker& worker) {
     if (worker.state != Worker::State::kRunning || worker.pid <= 0) return;
-    spdlog::warn("WORKER_APPLY_FAILED cluster={} pid={} action=restart", worker.config.name, worker.pid);
+    spdlog::warn("WORKER_APPLY_FAILED cluster={} pid={} action=restart", logName(worker.config.name), worker.pid);
     reconfigure(worker.config, worker.config_index, nullptr);
   };
   send(*w, std::move(r));
@@ -602,7 +602,7 @@ void WorkerPool::stopAll() {
       const pid_t r = waitpid(pid, &status, WNOHANG);
       if (r == 0) return false;
       if (Worker* w = findByPid(pid)) {
-        spdlog::info("WORKER_STOPPED cluster={} pid={} status={}", w->config.name, pid, describeStatus(status));
+        spdlog::info("WORKER_STOPPED cluster={} pid={} status={}", logName(w->config.name), pid, describeStatus(status));
         w->pid = 0;
       }
       return true;

@@ -307,7 +307,7 @@ bool ClusterWorker::init(std::string& error) {
       this);
   const timeval tick = msToTimeval(LoopStall::kTickMs);
   event_add(stall_tick_, &tick);
-  spdlog::info("WORKER_START cluster={} address={} members={}", config_.name,
+  spdlog::info("WORKER_START cluster={} address={} members={}", logName(config_.name),
                config_.control.uri(), config_.members.size());
   return true;
 }
@@ -324,7 +324,7 @@ void ClusterWorker::onHousekeeping() {
     if (!m || m->removed) continue;
     while (!m->deferred_deletes.empty() && now - m->deferred_deletes.front().queued_ms > kDeferredDeleteTtlMs) {
       m->deferred_deletes.pop_front();
-      spdlog::warn("DEFERRED_DELETE_EXPIRED cluster={} member={}", config_.name, m->config.name);
+      spdlog::warn("DEFERRED_DELETE_EXPIRED cluster={} member={}", logName(config_.name), logName(m->config.name));
     }
     // Deletes deferred after a timeout while the member stayed online.
     if (m->online() && !m->deferred_deletes.empty()) flushDeferredDeletes(*m);
@@ -340,7 +340,7 @@ void ClusterWorker::updateNotifyPeers() {
   }
   std::string error;
   if (!notify_relay_->setAllowedPeers(hosts, &error))
-    spdlog::warn("NOTIFY_PEERS_UNRESOLVED cluster={} error={}", config_.name, logQuoted(error));
+    spdlog::warn("NOTIFY_PEERS_UNRESOLVED cluster={} error={}", logName(config_.name), logQuoted(error));
 }
 
 double ClusterWorker::random01() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
@@ -417,7 +417,7 @@ OpResult ClusterWorker::addMemberInternal(const MemberConfig& cfg, int preferred
   if (!keep_attached_calls_) table_->forgetMember(ref.index);
   applyHealth(ref, ref.health.start(nowMs()));
   spdlog::info("MEMBER_ADDED cluster={} member={} address={} weight={} capacity={} status={}",
-               config_.name, cfg.name, cfg.address.uri(), cfg.weight, cfg.capacity,
+               logName(config_.name), logName(cfg.name), cfg.address.uri(), cfg.weight, cfg.capacity,
                adminStatusName(cfg.status));
   return {};
 }
@@ -436,7 +436,7 @@ OpResult ClusterWorker::deleteMember(std::string_view name) {
   if (m == nullptr) return {false, std::string(name) + ": RTPproxy not found"};
   if (m->status != AdminStatus::kDraining) {
     m->status = AdminStatus::kDraining;
-    spdlog::info("MEMBER_DRAINING cluster={} member={} bound={}", config_.name, name, m->bound());
+    spdlog::info("MEMBER_DRAINING cluster={} member={} bound={}", logName(config_.name), logName(name), m->bound());
   }
   std::erase_if(config_.members, [&](const MemberConfig& c) { return c.name == name; });
   checkDrained(*m);
@@ -447,7 +447,7 @@ OpResult ClusterWorker::pauseMember(std::string_view name) {
   Member* m = findMember(name);
   if (m == nullptr) return {false, std::string(name) + ": RTPproxy not found"};
   if (m->status != AdminStatus::kSuspended) {
-    spdlog::info("MEMBER_SUSPENDED cluster={} member={} was={}", config_.name, name,
+    spdlog::info("MEMBER_SUSPENDED cluster={} member={} was={}", logName(config_.name), logName(name),
                  adminStatusName(m->status));
     m->status = AdminStatus::kSuspended;
   }
@@ -458,7 +458,7 @@ OpResult ClusterWorker::resumeMember(std::string_view name) {
   Member* m = findMember(name);
   if (m == nullptr) return {false, std::string(name) + ": RTPproxy not found"};
   if (m->status != AdminStatus::kActive) {
-    spdlog::info("MEMBER_RESUMED cluster={} member={} was={}", config_.name, name,
+    spdlog::info("MEMBER_RESUMED cluster={} member={} was={}", logName(config_.name), logName(name),
                  adminStatusName(m->status));
     m->status = AdminStatus::kActive;
   }
@@ -503,7 +503,7 @@ OpResult ClusterWorker::applyConfig(const ClusterConfig& config) {
     m->config = mc;
     m->local = isLocalMember(mc);
     m->status = mc.status;
-    spdlog::info("MEMBER_UPDATED cluster={} member={} relink={}", config.name, mc.name, relink);
+    spdlog::info("MEMBER_UPDATED cluster={} member={} relink={}", logName(config.name), logName(mc.name), relink);
   }
   config_.members = config.members;
   config_.capacity_limit = config.capacity_limit;
@@ -529,8 +529,8 @@ void ClusterWorker::checkDrained(Member& m, bool after_heartbeat) {
     if (!after_heartbeat) return;
     m.idle_heartbeats = relay_idle ? m.idle_heartbeats + 1 : 0;
     if (m.idle_heartbeats < kIdleHeartbeatsToDrain) return;
-    spdlog::info("MEMBER_DRAIN_STALE_CALLS cluster={} member={} bound={} idle_heartbeats={}", config_.name,
-                 m.config.name, m.bound(), m.idle_heartbeats);
+    spdlog::info("MEMBER_DRAIN_STALE_CALLS cluster={} member={} bound={} idle_heartbeats={}", logName(config_.name),
+                 logName(m.config.name), m.bound(), m.idle_heartbeats);
     removeMember(m, "drained_relay_idle");
     return;
   }
@@ -539,7 +539,7 @@ void ClusterWorker::checkDrained(Member& m, bool after_heartbeat) {
 }
 
 void ClusterWorker::removeMember(Member& m, std::string_view reason) {
-  spdlog::info("MEMBER_REMOVED cluster={} member={} reason={}", config_.name, m.config.name, reason);
+  spdlog::info("MEMBER_REMOVED cluster={} member={} reason={}", logName(config_.name), logName(m.config.name), reason);
   m.removed = true;
   if (m.health_timer != nullptr) evtimer_del(m.health_timer);
   table_->forgetMember(m.index);
@@ -595,11 +595,11 @@ void ClusterWorker::applyHealth(Member& m, const HealthAction& action) {
     const HealthTransition& t = *action.transition;
     if (t.to == HealthState::kOnline) {
       if (!held_.empty()) event_active(release_held_, EV_TIMEOUT, 0);
-      spdlog::info("MEMBER_ONLINE cluster={} member={} reason={} capabilities={:#x}", config_.name,
-                   m.config.name, healthReasonName(t.reason), m.health.capabilities());
+      spdlog::info("MEMBER_ONLINE cluster={} member={} reason={} capabilities={:#x}", logName(config_.name),
+                   logName(m.config.name), healthReasonName(t.reason), m.health.capabilities());
       flushDeferredDeletes(m);
     } else if (t.to == HealthState::kOffline) {
-      spdlog::warn("MEMBER_OFFLINE cluster={} member={} reason={}", config_.name, m.config.name,
+      spdlog::warn("MEMBER_OFFLINE cluster={} member={} reason={}", logName(config_.name), logName(m.config.name),
                    healthReasonName(t.reason));
     }
   }
@@ -689,7 +689,7 @@ void ClusterWorker::flushDeferredDeletes(Member& m) {
     Member::DeferredDelete d = std::move(m.deferred_deletes.front());
     m.deferred_deletes.pop_front();
     if (now - d.queued_ms > kDeferredDeleteTtlMs) {
-      spdlog::warn("DEFERRED_DELETE_EXPIRED cluster={} member={}", config_.name, m.config.name);
+      spdlog::warn("DEFERRED_DELETE_EXPIRED cluster={} member={}", logName(config_.name), logName(m.config.name));
       continue;
     }
     // Nobody waits for the answer: a token that matches no job.
@@ -782,11 +782,13 @@ void ClusterWorker::answer(Job& job, std::string_view body) {
 }
 
 void ClusterWorker::answerError(ControlRequest* request, int code, std::string_view reason) {
+  // E999 (no member online) is answered by the cluster itself: a `local` command kind.
+  if (code == ecode::kNoMemberOnline) ++counters_.answered_locally;
   if (code >= 993) {
     ++counters_.cluster_errors;
     uint64_t suppressed = 0;
     if (log_cluster_error_.allow(nowMs(), suppressed)) {
-      spdlog::warn("CLUSTER_ERROR cluster={} code=E{} reason={} command={} suppressed={}", config_.name, code,
+      spdlog::warn("CLUSTER_ERROR cluster={} code=E{} reason={} command={} suppressed={}", logName(config_.name), code,
                    reason, request->command.letter(), suppressed);
     }
   }
@@ -955,7 +957,7 @@ void ClusterWorker::routeByCall(ControlRequest* request) {
         if (log_delete_dropped_.allow(now, suppressed)) {
           spdlog::warn("DELETE_DROPPED cluster={} member={} reason=deferred_queue_full queued={} dropped_total={} "
                        "suppressed={}",
-                       config_.name, member->config.name, member->deferred_deletes.size(),
+                       logName(config_.name), logName(member->config.name), member->deferred_deletes.size(),
                        member->deferred_dropped, suppressed);
         }
       }
@@ -1213,7 +1215,7 @@ void ClusterWorker::finishBroadcast(Job& job) {
       }
       uint64_t suppressed = 0;
       if (log_ambiguous_.allow(now, suppressed)) {
-        spdlog::warn("BROADCAST_AMBIGUOUS cluster={} positives={} command=U suppressed={}", config_.name,
+        spdlog::warn("BROADCAST_AMBIGUOUS cluster={} positives={} command=U suppressed={}", logName(config_.name),
                      job.positives, suppressed);
       }
       answer(job, "0");
@@ -1242,7 +1244,7 @@ void ClusterWorker::finishBroadcast(Job& job) {
     // Not a warning: an L for a call nobody has is a normal negative answer.
     spdlog::debug("UL_NEGATIVE cluster={} command=L call_id={} route=broadcast positives={} answered={} "
                   "timeout={} reply=0",
-                  config_.name, logQuoted(cmd.call_id), job.positives, job.answered, job.any_timeout);
+                  logName(config_.name), logQuoted(cmd.call_id), job.positives, job.answered, job.any_timeout);
     answer(job, "0");
     return;
   }
@@ -1332,8 +1334,8 @@ void ClusterWorker::deliverForward(Job& job, Member& m, LinkOutcome outcome, std
     table_->markDeleted(cmd.call_id, nowMs());
     uint64_t suppressed = 0;
     if (log_delete_deferred_.allow(nowMs(), suppressed)) {
-      spdlog::warn("DELETE_DEFERRED cluster={} member={} reason=member_timeout suppressed={}", config_.name,
-                   m.config.name, suppressed);
+      spdlog::warn("DELETE_DEFERRED cluster={} member={} reason=member_timeout suppressed={}", logName(config_.name),
+                   logName(m.config.name), suppressed);
     }
     answer(job, "0");
     return;
@@ -1381,7 +1383,7 @@ void ClusterWorker::deliverCreate(Job& job, Member& m, LinkOutcome outcome, std:
     const uint64_t now = nowMs();
     uint64_t suppressed = 0;
     if (log_failover_.allow(now, suppressed)) {
-      spdlog::warn("SESSION_FAILOVER cluster={} member={} reason={} suppressed={}", config_.name, m.config.name,
+      spdlog::warn("SESSION_FAILOVER cluster={} member={} reason={} suppressed={}", logName(config_.name), logName(m.config.name),
                    outcome == LinkOutcome::kReply ? "refused" : "timeout", suppressed);
     }
     if (job.deadline_ms > now + kMinRetryBudgetMs) {
@@ -1408,8 +1410,8 @@ void ClusterWorker::answerUlReply(Job& job, const Member& m, const RtppReply& re
   // one by itself) answers "0"; the signalling then logs "port 0". This line
   // tells such a member answer from a broadcast nobody answered.
   if (spdlog::should_log(spdlog::level::debug) && !isPositiveReply(cmd.type, reply)) {
-    spdlog::debug("UL_NEGATIVE cluster={} command={} call_id={} route={} member={} reply={}", config_.name,
-                  cmd.letter(), logQuoted(cmd.call_id), routeName(job.route), m.config.name, logQuoted(reply.body));
+    spdlog::debug("UL_NEGATIVE cluster={} command={} call_id={} route={} member={} reply={}", logName(config_.name),
+                  cmd.letter(), logQuoted(cmd.call_id), routeName(job.route), logName(m.config.name), logQuoted(reply.body));
   }
   // wan_address (reference rule): a positive answer shows the member's
   // public address unless the client asked for a specific local address

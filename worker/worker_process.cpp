@@ -16,10 +16,12 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <variant>
 #include <vector>
 
 #include "shared/admin_command.h"
 #include "shared/log_quote.h"
+#include "shared/quote.h"
 #include "shared/session_table.h"
 #include "shared/shm_segment.h"
 #include "shared/signal_fd.h"
@@ -33,23 +35,26 @@ namespace rtpc {
 // Messages.
 
 std::string memberFieldList(const MemberConfig& m) {
+  // Tab-separated: a name is free text (spaces, commas, '=' after the key's)
+  // but never holds a control character (member_fields.h), so a tab or a
+  // newline cannot occur inside a value.
   std::string out;
   out.reserve(128);
   out += "name=";
   out += m.name;
-  out += ",protocol=";
+  out += "\tprotocol=";
   out += transportName(m.address.transport);
-  out += ",address=";
+  out += "\taddress=";
   out += m.address.display();
-  out += ",capacity=";
+  out += "\tcapacity=";
   out += std::to_string(m.capacity);
-  out += ",weight=";
+  out += "\tweight=";
   out += std::to_string(m.weight);
-  out += ",status=";
+  out += "\tstatus=";
   // A draining member is pushed as ACTIVE: the new set decides what drains.
   out += m.status == AdminStatus::kSuspended ? "SUSPENDED" : "ACTIVE";
   const std::pair<std::string_view, const std::string*> optional[] = {
-      {",wan_address=", &m.wan_address}, {",lan_address=", &m.lan_address}, {",cmd_out_address=", &m.cmd_out_address}};
+      {"\twan_address=", &m.wan_address}, {"\tlan_address=", &m.lan_address}, {"\tcmd_out_address=", &m.cmd_out_address}};
   for (const auto& [key, value] : optional) {
     if (value->empty()) continue;
     out += key;
@@ -87,23 +92,14 @@ std::string parseApplyBody(std::string_view body, ClusterConfig& out) {
   out.members.clear();
   std::string_view rest = body.substr(std::min(body.size(), kHead.size() + 1));
   if (body.size() == kHead.size()) rest = {};
-  std::string line;
   while (!rest.empty()) {
     const size_t nl = rest.find('\n');
     const std::string_view fields = rest.substr(0, nl);
     rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
-    line = "modify - add ";
-    line += fields;
-    AdminParseResult parsed = parseAdminLine(line);
-    if (const auto* e = std::get_if<AdminError>(&parsed)) {
-      std::string text = e->answer;
-      while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-      constexpr std::string_view kPrefix = "ERROR: ";
-      if (text.compare(0, kPrefix.size(), kPrefix) == 0) text.erase(0, kPrefix.size());
-      return text;
-    }
-    MemberConfig& member = std::get<AdminCommand>(parsed).new_member;
-    if (out.findMember(member.name) != nullptr) return member.name + ": RTPproxy given twice";
+    std::variant<MemberConfig, std::string> parsed = parseMemberFieldList(fields, '\t');
+    if (auto* problem = std::get_if<std::string>(&parsed)) return "modify add: " + *problem;
+    MemberConfig& member = std::get<MemberConfig>(parsed);
+    if (out.findMember(member.name) != nullptr) return nameForMessage(member.name) + ": RTPproxy given twice";
     out.members.push_back(std::move(member));
   }
   return {};
@@ -125,7 +121,9 @@ std::string handleWorkerRequest(ClusterWorker& worker, std::string_view body) {
     return text;
   }
   const AdminCommand& command = std::get<AdminCommand>(parsed);
-  if (command.cluster != worker.config().name) return "ERROR: " + command.cluster + ": cluster not found";
+  if (command.cluster != worker.config().name) return "ERROR: " + nameForMessage(command.cluster) + ": cluster not found";
+  // No member has a longer name; the worker's answer would echo it whole.
+  if (command.member.size() > kMaxNameBytes) return "ERROR: " + nameForMessage(command.member) + ": RTPproxy not found";
   OpResult r;
   switch (command.action) {
     case AdminAction::kAddMember:
@@ -143,7 +141,15 @@ std::string handleWorkerRequest(ClusterWorker& worker, std::string_view body) {
     default:
       return "ERROR: not a worker request";
   }
-  return r.ok ? "OK" : "ERROR: " + r.message;
+  if (r.ok) return "OK";
+  // The worker's messages start with the name they are about, whole; the
+  // admin answer cuts it like any echoed value (docs/admin.md).
+  const std::string_view name = command.action == AdminAction::kAddMember ? std::string_view(command.new_member.name)
+                                                                           : std::string_view(command.member);
+  if (name.size() > kMaxQuotedBytes && std::string_view(r.message).substr(0, name.size()) == name) {
+    return "ERROR: " + nameForMessage(name) + r.message.substr(name.size());
+  }
+  return "ERROR: " + r.message;
 }
 
 // ---------------------------------------------------------------------------
@@ -204,8 +210,8 @@ class TableKeeper {
       }
       forgotten += table->forgetMember(static_cast<uint16_t>(i));
     }
-    spdlog::info("SESSION_TABLE_KEPT cluster={} calls={} members_kept={} calls_forgotten={}", worker.config().name,
-                 table->liveCount(), kept, forgotten);
+    spdlog::info("SESSION_TABLE_KEPT cluster={} calls={} members_kept={} calls_forgotten={}",
+                 logName(worker.config().name), table->liveCount(), kept, forgotten);
   }
 
  private:
@@ -329,14 +335,14 @@ int WorkerProcess::run() {
   if (options_.supervisor_pid != 0 && getppid() != options_.supervisor_pid) return 1;
   std::string error;
   if (!setUp(error)) {
-    spdlog::error("WORKER_START_FAILED cluster={} error={}", options_.config.name, logQuoted(error));
+    spdlog::error("WORKER_START_FAILED cluster={} error={}", logName(options_.config.name), logQuoted(error));
     return 1;
   }
   publish();
-  spdlog::info("WORKER_READY cluster={} pid={} slot={}", options_.config.name, getpid(), options_.slot);
+  spdlog::info("WORKER_READY cluster={} pid={} slot={}", logName(options_.config.name), getpid(), options_.slot);
   event_base_dispatch(base_);
   publish();
-  spdlog::info("WORKER_EXIT cluster={} pid={} code={}", options_.config.name, getpid(), exit_code_);
+  spdlog::info("WORKER_EXIT cluster={} pid={} code={}", logName(options_.config.name), getpid(), exit_code_);
   return exit_code_;
 }
 
@@ -345,7 +351,7 @@ void WorkerProcess::onChannel() {
     const ssize_t n = recv(options_.channel_fd, message_.data(), message_.size(), MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-      spdlog::error("WORKER_CHANNEL_ERROR cluster={} error={}", options_.config.name,
+      spdlog::error("WORKER_CHANNEL_ERROR cluster={} error={}", logName(options_.config.name),
                     logQuoted(std::strerror(errno)));
       exit_code_ = 1;
       event_base_loopexit(base_, nullptr);
@@ -353,7 +359,7 @@ void WorkerProcess::onChannel() {
     }
     if (n == 0) {
       // The supervisor closed its end (or is gone): it will start a new worker.
-      spdlog::warn("WORKER_CHANNEL_CLOSED cluster={}", options_.config.name);
+      spdlog::warn("WORKER_CHANNEL_CLOSED cluster={}", logName(options_.config.name));
       exit_code_ = 1;
       event_base_loopexit(base_, nullptr);
       return;
@@ -361,14 +367,14 @@ void WorkerProcess::onChannel() {
     const std::string_view message(message_.data(), static_cast<size_t>(n));
     const std::optional<ChannelMessage> request = parseChannelMessage(message);
     if (!request) {
-      spdlog::warn("WORKER_BAD_REQUEST cluster={} bytes={}", options_.config.name, n);
+      spdlog::warn("WORKER_BAD_REQUEST cluster={} bytes={}", logName(options_.config.name), n);
       continue;
     }
     std::string answer = std::to_string(request->id) + " " + handleWorkerRequest(*worker_, request->body);
     // Publish before answering, so an `ls` right after the OK shows the change.
     publish();
     if (send(options_.channel_fd, answer.data(), answer.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-      spdlog::warn("WORKER_ANSWER_LOST cluster={} id={} error={}", options_.config.name, request->id,
+      spdlog::warn("WORKER_ANSWER_LOST cluster={} id={} error={}", logName(options_.config.name), request->id,
                    logQuoted(std::strerror(errno)));
     }
   }
@@ -405,7 +411,7 @@ void WorkerProcess::reopenLog() {
 void WorkerProcess::beginStop() {
   if (stopping_) return;
   stopping_ = true;
-  spdlog::info("WORKER_STOPPING cluster={} pid={}", options_.config.name, getpid());
+  spdlog::info("WORKER_STOPPING cluster={} pid={}", logName(options_.config.name), getpid());
   event_del(channel_event_);
   stop_deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.stop_grace_ms);
   const timeval tick = msToTimeval(10);

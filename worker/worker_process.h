@@ -16,8 +16,11 @@
 //   answer   "<id> OK"  or  "<id> ERROR: <message>"
 //
 // Member fields are those of `modify add` (name=..,protocol=..,...), parsed by
-// the admin parser, so a member pushed by a reload passes exactly the checks
-// of one added by hand.
+// the admin parser's field rules (parseMemberFieldList), so a member pushed by
+// a reload passes exactly the checks of one added by hand. In an apply they
+// are separated by tabs, not commas: names are free text (spaces, commas)
+// but hold no control character. A modify line is the admin line as the
+// operator sent it, quotes included, and is parsed again by the worker.
 //
 // Lifetime: PR_SET_PDEATHSIG(SIGKILL) so that it never outlives the
 // supervisor; exits when the socketpair closes (the supervisor restarts it);
@@ -62,7 +65,7 @@ int runWorkerProcess(WorkerProcessOptions options);
 // with every optional field is ~200 KiB at most; typical ones are tiny).
 inline constexpr size_t kMaxChannelMessageBytes = 256 * 1024;
 
-// "name=N,protocol=P,address=A,capacity=C,weight=W,status=S[,wan_address=..]..."
+// "name=N<TAB>protocol=P<TAB>address=A<TAB>capacity=C<TAB>weight=W<TAB>status=S[<TAB>wan_address=..]..."
 std::string memberFieldList(const MemberConfig& member);
 // "apply\n" + one memberFieldList per line.
 std::string applyRequestBody(const ClusterConfig& cluster);

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "cli/admin_client.h"
+#include "shared/admin_command.h"
 
 extern char** environ;
 
@@ -293,6 +294,23 @@ TEST_F(AdminClientTest, BarePathSocketAndWordsJoinedWithSpaces) {
   EXPECT_EQ(server.received(), std::vector<std::string>{"modify c1 pause RTPPROXY1\nquit\n"});
 }
 
+// Issue 10: names are free text; a word holding spaces or quotes is sent
+// quoted so that the daemon sees one word. A single word is the whole line.
+TEST_F(AdminClientTest, WordsWithSpacesOrQuotesAreSentQuoted) {
+  ScriptedAdminServer server(listenUnix(sock_), ServerMode::kAnswer);
+  server.answer("modify \"Core 1\" pause \"relay \\\"2\\\"\"", "OK\n");
+  server.answer("ls caf\xc3\xa9", "OK\n");
+  server.answer("ls \"Core 1\"", "OK\n");
+  const ClientRun r = run({"-s", sock_, "modify", "Core 1", "pause", "relay \"2\""});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const ClientRun utf8 = run({"-s", sock_, "ls", "caf\xc3\xa9"});
+  EXPECT_EQ(utf8.exit_code, 0) << utf8.err;
+  const ClientRun whole = run({"-s", sock_, "ls \"Core 1\""});
+  EXPECT_EQ(whole.exit_code, 0) << whole.err;
+  EXPECT_EQ(server.received(), (std::vector<std::string>{"modify \"Core 1\" pause \"relay \\\"2\\\"\"\nquit\n",
+                                                         "ls caf\xc3\xa9\nquit\n", "ls \"Core 1\"\nquit\n"}));
+}
+
 TEST_F(AdminClientTest, TcpSocketOnLoopback) {
   uint16_t port = 0;
   const int fd = listenTcp(AF_INET, port);
@@ -410,6 +428,11 @@ TEST_F(AdminClientTest, HelpVersionAndUsageErrors) {
   const ClientRun help = run({"--help"});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("usage: rtp_cluster_client [-s socket]"), std::string::npos) << help.out;
+  // Every admin command with its usage, from the daemon's command table.
+  for (const AdminCommandSpec& spec : adminCommands()) {
+    EXPECT_NE(help.out.find("\n  " + std::string(spec.usage)), std::string::npos) << spec.usage << "\n" << help.out;
+  }
+  EXPECT_NE(help.out.find("quit (also q, exit)"), std::string::npos) << help.out;
   const ClientRun version = run({"--version"});
   EXPECT_EQ(version.exit_code, 0);
   EXPECT_EQ(version.out.rfind("rtp_cluster_client ", 0), 0u) << version.out;
@@ -430,7 +453,7 @@ TEST_F(AdminClientTest, HelpVersionAndUsageErrors) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.args[0]);
     const ClientRun r = run(c.args);
-    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_EQ(r.exit_code, 1) << "usage errors exit 1, as the daemon's and the reference client's";
     EXPECT_EQ(r.err, std::string(c.first_line) + "Try 'rtp_cluster_client --help' for more information.\n");
   }
 }

@@ -409,6 +409,16 @@ TEST(ClusterWorkerSelection, NoMemberOnlineAnswersE999) {
   c.relays[0]->stop();
   ASSERT_TRUE(c.h.runUntil([&] { return !c.h.member("r0").online; }));
   EXPECT_EQ(c.h.command("U x 192.0.2.1 4000 ft"), "E999");
+  // Issue 10: an E999 answer is counted under a command kind (the cluster
+  // answered it itself: `local`), so the kinds add up to the commands, and
+  // under its command in the answer tally.
+  const WorkerCounters& n = c.h.worker().counters();
+  EXPECT_EQ(n.answered_locally, 1u);
+  EXPECT_EQ(n.created + n.broadcasts + n.routed + n.answered_locally, 1u);
+  EXPECT_EQ(n.tally.by_type[static_cast<size_t>(CommandType::kUpdate)][static_cast<size_t>(CommandResult::kError)], 1u);
+  EXPECT_EQ(c.h.command("G"), "E999");
+  EXPECT_EQ(n.answered_locally, 2u);
+  EXPECT_EQ(n.tally.by_type[static_cast<size_t>(CommandType::kStats)][static_cast<size_t>(CommandResult::kError)], 1u);
 }
 
 // ---------------------------------------------------------------------------

@@ -364,11 +364,32 @@ TEST(AdminRenderJsonTest, HostileNamesStayValidJsonAndRoundTrip) {
   s.clusters[0].members[0].wan_address = hostile;
   const std::string list = jsonPart(renderClusterListJson(s));
   const std::string members = jsonPart(renderClusterMembersJson(s, hostile));
-  const std::string expected = "[97, 34, 98, 92, 99, 10, 9, 1, 127, 195, 169, 255, 60]\n";
+  // UTF-8 (é) arrives as the character it is; the stray byte 0xff as U+FFFD.
+  const std::string expected = "[97, 34, 98, 92, 99, 10, 9, 1, 127, 233, 65533, 60, 47]\n";
   const std::string code = "print([ord(ch) for ch in NAME][:13])";
   EXPECT_EQ(python(list, "NAME = d['clusters'][0]['name']\n" + code), expected);
   EXPECT_EQ(python(members, "NAME = d['cluster']['members'][2]['wan_address']\n" + code), expected);
   EXPECT_EQ(jsonString("x\"\\\n"), "\"x\\\"\\\\\\n\"");
+}
+
+// Issue 10: `café` came out as `cafÃ©` (each byte escaped as a code point).
+TEST(AdminRenderJsonTest, Utf8NamesAreCarriedIntactAndOnlyWhatJsonRequiresIsEscaped) {
+  EXPECT_EQ(jsonString("caf\xc3\xa9"), "\"caf\xc3\xa9\"");
+  EXPECT_EQ(jsonString("Core 1 \xe4\xb8\xad\xe7\xbb\xa7 \xf0\x9f\x93\x9e"), "\"Core 1 \xe4\xb8\xad\xe7\xbb\xa7 \xf0\x9f\x93\x9e\"");
+  EXPECT_EQ(jsonString("a\"b\\c\n\r\t\x01\x7f/"), "\"a\\\"b\\\\c\\n\\r\\t\\u0001\x7f/\"");
+  EXPECT_EQ(jsonString("x\xc3"), "\"x\\ufffd\"");  // truncated sequence
+  StatusSnapshot s = basicNetwork();
+  s.clusters[0].name = "caf\xc3\xa9 1";
+  s.clusters[0].members[0].name = "relay \xe2\x82\xac";
+  const std::string list = renderClusterListJson(s);
+  EXPECT_NE(list.find("\"name\":\"caf\xc3\xa9 1\""), std::string::npos) << list;
+  const std::string members = renderClusterMembersJson(s, "caf\xc3\xa9 1");
+  EXPECT_NE(members.find("\"name\":\"relay \xe2\x82\xac\""), std::string::npos) << members;
+  // The text screens print names as they are.
+  EXPECT_NE(renderClusterList(s).find("    name = caf\xc3\xa9 1\n"), std::string::npos);
+  EXPECT_NE(renderClusterMembers(s, "caf\xc3\xa9 1").find("        name = relay \xe2\x82\xac\n"), std::string::npos);
+  // A name echoed in an error is cut after 64 bytes, between characters.
+  EXPECT_EQ(renderClusterMembers(s, std::string(200, 'q')), "ERROR: " + std::string(64, 'q') + "...: cluster not found\n");
 }
 
 TEST(AdminRenderJsonTest, ThePythonCheckRejectsInvalidJson) {

@@ -64,14 +64,16 @@ TEST(RttHistogram, BoundsAreInclusiveUpperLimits) {
   h.observe(1);
   h.observe(100);      // == first bound: first bucket
   h.observe(101);      // second bucket
-  h.observe(1000000);  // last bound
-  h.observe(1000001);  // +Inf
+  h.observe(10000000);  // last bound: 10 s, the longest <command_timeout>
+  h.observe(10000001);  // +Inf
+  h.observe(9000000);   // 9 s: a finite bucket, not +Inf (issue 10)
   EXPECT_EQ(h.counts[0], 2u);
   EXPECT_EQ(h.counts[1], 1u);
-  EXPECT_EQ(h.counts[RttHistogram::kBuckets - 2], 1u);
+  EXPECT_EQ(RttHistogram::kBoundsUs.back(), 10000000u);
+  EXPECT_EQ(h.counts[RttHistogram::kBuckets - 2], 2u);
   EXPECT_EQ(h.counts[RttHistogram::kBuckets - 1], 1u);
-  EXPECT_EQ(h.total(), 5u);
-  EXPECT_EQ(h.sum_us, 1 + 100 + 101 + 1000000 + 1000001u);
+  EXPECT_EQ(h.total(), 6u);
+  EXPECT_EQ(h.sum_us, 1 + 100 + 101 + 10000000 + 10000001u + 9000000u);
 }
 
 }  // namespace

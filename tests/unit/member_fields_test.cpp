@@ -25,7 +25,7 @@ struct BadValue {
 // One bad value per rule of every field.
 const BadValue kBadValues[] = {
     {"name", "", " must not be empty"},
-    {"name", std::string(64, 'n'), " is 64 bytes, at most 63 allowed"},
+    {"name", std::string(256, 'n'), " is 256 bytes, at most 255 allowed"},
     {"protocol", "sctp", " must be one of udp, udp6, unix, cunix, tcp, tcp6, got \"sctp\""},
     {"protocol", "", " must be one of udp, udp6, unix, cunix, tcp, tcp6, got \"\""},
     {"address", "", " must not be empty"},
@@ -33,11 +33,11 @@ const BadValue kBadValues[] = {
     {"weight", "abc", " must be an integer >= 0, got \"abc\""},
     {"weight", "-1", " must be an integer >= 0, got \"-1\""},
     {"weight", "", " must be an integer >= 0, got \"\""},
-    {"weight", "1000001", " must be at most 1000000, got \"1000001\""},
-    {"weight", "99999999999999999999999", " must be at most 1000000, got \"99999999999999999999999\""},
+    {"weight", "4294967296", " must be at most 4294967295, got \"4294967296\""},
+    {"weight", "99999999999999999999999", " must be at most 4294967295, got \"99999999999999999999999\""},
     {"capacity", "0", " must be an integer >= 1, got \"0\""},
     {"capacity", "+", " must be an integer >= 1, got \"+\""},
-    {"capacity", "1000001", " must be at most 1000000, got \"1000001\""},
+    {"capacity", "4294967296", " must be at most 4294967295, got \"4294967296\""},
     {"status", "DRAINING", " must be ACTIVE or SUSPENDED, got \"DRAINING\""},
     {"status", "", " must be ACTIVE or SUSPENDED, got \"\""},
     {"wan_address", "1.2.3.4:5", " must be an IP address or host name, got \"1.2.3.4:5\""},
@@ -148,13 +148,27 @@ TEST(MemberFieldsTest, SetMemberFieldNamesTheFieldWithTheCallersLabel) {
     const char* complaint;  // nullptr: accepted
   };
   const Case cases[] = {
-      {MemberField::kName, "r 1", "<name>", "<name> must not contain spaces or control characters, got \"r 1\""},
-      {MemberField::kName, "r\x7f", "name", "name must not contain spaces or control characters, got \"r\\x7f\""},
+      // Names are free text as in the reference: spaces and any UTF-8.
+      {MemberField::kName, "r 1", "<name>", nullptr},
+      {MemberField::kName, "Supercluster#1", "<name>", nullptr},
+      {MemberField::kName, "caf\xc3\xa9 \xe4\xb8\xad\xe7\xbb\xa7, \"A\" & <B>", "name", nullptr},
+      {MemberField::kName, "r\x7f", "name", "name must not contain control characters, got \"r\\x7f\""},
+      {MemberField::kName, "r\t1", "name", "name must not contain control characters, got \"r\\x091\""},
+      {MemberField::kName, "r\xc2\x85", "name", "name must not contain control characters, got \"r\xc2\x85\""},
+      {MemberField::kName, "r\xc0\xaf", "name", "name must be UTF-8 text, got \"r\xc0\xaf\""},
       {MemberField::kName, "r1", "name", nullptr},
+      {MemberField::kCapacity, "2500000", "capacity", nullptr},
+      {MemberField::kCapacity, "2_500_000", "capacity", nullptr},  // Python's int() takes it
+      {MemberField::kCapacity, "2__5", "capacity", "capacity must be an integer >= 1, got \"2__5\""},
+      {MemberField::kCapacity, "_25", "capacity", "capacity must be an integer >= 1, got \"_25\""},
+      {MemberField::kCapacity, "25_", "capacity", "capacity must be an integer >= 1, got \"25_\""},
+      {MemberField::kWeight, "+_1", "weight", "weight must be an integer >= 0, got \"+_1\""},
+      {MemberField::kCapacity, "4294967295", "capacity", nullptr},
+      {MemberField::kWeight, "4294967295", "weight", nullptr},
       {MemberField::kWeight, "+7", "weight", nullptr},
       {MemberField::kWeight, "1e3", "weight", "weight must be an integer >= 0, got \"1e3\""},
       {MemberField::kCapacity, "18446744073709551616", "<capacity>",
-       "<capacity> must be at most 1000000, got \"18446744073709551616\""},
+       "<capacity> must be at most 4294967295, got \"18446744073709551616\""},
       {MemberField::kWanAddress, "", "wan_address", nullptr},
       {MemberField::kStatus, "Active", "status", nullptr},
   };

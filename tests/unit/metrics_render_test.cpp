@@ -68,7 +68,7 @@ StatusSnapshot small() {
   m.rtt_histogram.observe(30);
   m.rtt_histogram.observe(30);
   m.rtt_histogram.observe(2000);     // <= 2.5 ms
-  m.rtt_histogram.observe(2000000);  // over every bound: +Inf only
+  m.rtt_histogram.observe(12000000);  // over every bound (10 s): +Inf only
   c.members.push_back(m);
   MemberSnapshot unknown;
   unknown.name = "r2";
@@ -90,7 +90,7 @@ TEST(MetricsRenderTest, SmallSnapshotHasTheExactSampleLines) {
            "rtp_cluster_member_admin_status{cluster=\"c1\",member=\"r2\",status=\"ACTIVE\"} 1",
            "rtp_cluster_member_active_sessions{cluster=\"c1\",member=\"r1\"} 12.5",
            "rtp_cluster_member_bound_sessions{cluster=\"c1\",member=\"r1\"} 3",
-           "rtp_cluster_member_utilisation_ratio{cluster=\"c1\",member=\"r1\"} 0.25",
+           "rtp_cluster_member_utilization_ratio{cluster=\"c1\",member=\"r1\"} 0.25",
            "rtp_cluster_member_rtt_seconds{cluster=\"c1\",member=\"r1\"} 0.0015",
            "# TYPE rtp_cluster_member_commands_total counter",
            "rtp_cluster_member_commands_total{cluster=\"c1\",member=\"r1\"} 9",
@@ -190,14 +190,43 @@ TEST(MetricsRenderTest, RttHistogramBucketsAreCumulativeWithSumAndCount) {
            "rtp_cluster_member_command_rtt_seconds_bucket" + l + ",le=\"0.001\"} 2",
            "rtp_cluster_member_command_rtt_seconds_bucket" + l + ",le=\"0.0025\"} 3",
            "rtp_cluster_member_command_rtt_seconds_bucket" + l + ",le=\"1\"} 3",
+           // Buckets reach the longest <command_timeout> (10 s).
+           "rtp_cluster_member_command_rtt_seconds_bucket" + l + ",le=\"2.5\"} 3",
+           "rtp_cluster_member_command_rtt_seconds_bucket" + l + ",le=\"10\"} 3",
            "rtp_cluster_member_command_rtt_seconds_bucket" + l + ",le=\"+Inf\"} 4",
-           "rtp_cluster_member_command_rtt_seconds_sum" + l + "} 2.00206",
+           "rtp_cluster_member_command_rtt_seconds_sum" + l + "} 12.00206",
            "rtp_cluster_member_command_rtt_seconds_count" + l + "} 4",
            // A member without samples still has its (empty) histogram.
            std::string("rtp_cluster_member_command_rtt_seconds_count{cluster=\"c1\",member=\"r2\"} 0"),
        }) {
     EXPECT_TRUE(hasLine(text, line)) << line;
   }
+}
+
+TEST(MetricsRenderTest, RttOfAMemberNeverMeasuredIsAbsentNotZero) {
+  StatusSnapshot s = small();
+  MemberSnapshot& never = s.clusters[0].members[1];
+  never.online = false;
+  never.rtt_seconds = 0;
+  never.rtt_histogram = RttHistogram{};
+  const std::string text = renderPrometheus(s);
+  EXPECT_EQ(text.find("rtp_cluster_member_rtt_seconds{cluster=\"c1\",member=\"" + never.name + "\"}"),
+            std::string::npos)
+      << text;
+  EXPECT_TRUE(hasLine(text, "rtp_cluster_member_rtt_seconds{cluster=\"c1\",member=\"r1\"} 0.0015"));
+  // Measured once, it stays (the last value) when the member goes offline.
+  never.rtt_histogram.observe(300);
+  never.rtt_seconds = 0.0003;
+  EXPECT_TRUE(hasLine(renderPrometheus(s), "rtp_cluster_member_rtt_seconds{cluster=\"c1\",member=\"" + never.name +
+                                               "\"} 0.0003"));
+}
+
+TEST(MetricsRenderTest, Utf8AndSpacedNamesAreLabelValuesAsTheyAre) {
+  StatusSnapshot s = small();
+  s.clusters[0].name = "Core 1 caf\xc3\xa9";
+  s.clusters[0].members[0].name = "relay \"2\"\n\\x";
+  EXPECT_TRUE(hasLine(renderPrometheus(s), "rtp_cluster_member_online{cluster=\"Core 1 caf\xc3\xa9\",member=\"relay "
+                                           "\\\"2\\\"\\n\\\\x\"} 1"));
 }
 
 TEST(MetricsRenderTest, EmptySnapshotHasOnlyDeclarations) {
@@ -232,7 +261,7 @@ TEST(MetricsRenderTest, NonFiniteValuesUsePrometheusSpelling) {
   s.clusters[0].members[0].utilisation = std::numeric_limits<double>::quiet_NaN();
   s.clusters[0].members[0].rtt_seconds = std::numeric_limits<double>::infinity();
   const std::string text = renderPrometheus(s);
-  EXPECT_TRUE(hasLine(text, "rtp_cluster_member_utilisation_ratio{cluster=\"c1\",member=\"r1\"} NaN"));
+  EXPECT_TRUE(hasLine(text, "rtp_cluster_member_utilization_ratio{cluster=\"c1\",member=\"r1\"} NaN"));
   EXPECT_TRUE(hasLine(text, "rtp_cluster_member_rtt_seconds{cluster=\"c1\",member=\"r1\"} +Inf"));
 }
 

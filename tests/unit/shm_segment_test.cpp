@@ -517,7 +517,7 @@ TEST(ShmSnapshot, OverlongTextIsCutNotOverflowed) {
   std::string error;
   auto slot = seg->allocateCluster("c", 1000, error);
   ASSERT_TRUE(slot) << error;
-  MemberConfig m = memberConfig(std::string(200, 'n'), addr(Transport::kUdp, "127.0.0.1:1"));
+  MemberConfig m = memberConfig(std::string(kShmNameBytes + 50, 'n'), addr(Transport::kUdp, "127.0.0.1:1"));
   m.wan_address = std::string(1000, 'w');
   publishMember(seg->cluster(slot->index)->members[1], m, {});
   publishMember(seg->cluster(slot->index)->members[0], memberConfig("neighbour", m.address), {});

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "shared/log_quote.h"
+
 namespace rtpc {
 namespace {
 
@@ -70,6 +72,32 @@ TEST(WorkerProcessMessages, EveryMemberFieldSurvivesTheApplyRoundTrip) {
   EXPECT_EQ(parsed, cluster);
 }
 
+// Names are free text (REFERENCE.md section 2): spaces, commas, '=', quotes
+// and UTF-8 must survive the supervisor -> worker apply message.
+TEST(WorkerProcessMessages, NamesWithSpacesCommasAndUtf8SurviveTheApplyRoundTrip) {
+  ClusterConfig cluster;
+  cluster.name = "Core 1";
+  cluster.members.push_back(makeMember("relay 2", Transport::kUdp, "127.0.0.1", 4000));
+  cluster.members.push_back(makeMember("a,b=c \"d\" \\e", Transport::kUdp, "127.0.0.1", 4001));
+  cluster.members.push_back(makeMember("caf\xc3\xa9 \xe4\xb8\xad\xe7\xbb\xa7", Transport::kUnix, "/run/a b.sock"));
+  cluster.members.push_back(makeMember(std::string(kMaxNameBytes, 'n'), Transport::kUdp, "127.0.0.1", 4002));
+  cluster.members[0].capacity = 5000000;
+  ClusterConfig parsed;
+  EXPECT_EQ(parseApplyBody(applyRequestBody(cluster), parsed), "");
+  EXPECT_EQ(parsed.members, cluster.members);
+}
+
+// A free-text name in a key=value log line: bare when it is one token,
+// quoted when it could split the line.
+TEST(WorkerProcessMessages, LogNameKeepsAKeyValueLineParseable) {
+  EXPECT_EQ(fmt::format("cluster={} x=1", logName("c1")), "cluster=c1 x=1");
+  EXPECT_EQ(fmt::format("cluster={} x=1", logName("caf\xc3\xa9")), "cluster=caf\xc3\xa9 x=1");
+  EXPECT_EQ(fmt::format("cluster={} x=1", logName("Core 1")), "cluster=\"Core 1\" x=1");
+  EXPECT_EQ(fmt::format("cluster={}", logName("a=b")), "cluster=\"a=b\"");
+  EXPECT_EQ(fmt::format("cluster={}", logName("say \"hi\" \\")), "cluster=\"say \\\"hi\\\" \\\\\"");
+  EXPECT_EQ(fmt::format("cluster={}", logName("")), "cluster=\"\"");
+}
+
 TEST(WorkerProcessMessages, AnEmptyMemberSetIsValidAndBadOnesAreRefusedWhole) {
   ClusterConfig parsed;
   parsed.members.push_back(makeMember("stale", Transport::kUdp, "127.0.0.1", 1));
@@ -77,11 +105,11 @@ TEST(WorkerProcessMessages, AnEmptyMemberSetIsValidAndBadOnesAreRefusedWhole) {
   EXPECT_TRUE(parsed.members.empty());
 
   EXPECT_EQ(parseApplyBody("applyx", parsed), "malformed apply request");
-  EXPECT_EQ(parseApplyBody("apply\nname=a,protocol=udp,address=127.0.0.1:1,capacity=1,weight=1\n"
-                           "name=a,protocol=udp,address=127.0.0.1:2,capacity=1,weight=1",
+  EXPECT_EQ(parseApplyBody("apply\nname=a\tprotocol=udp\taddress=127.0.0.1:1\tcapacity=1\tweight=1\n"
+                           "name=a\tprotocol=udp\taddress=127.0.0.1:2\tcapacity=1\tweight=1",
                            parsed),
             "a: RTPproxy given twice");
-  EXPECT_EQ(parseApplyBody("apply\nname=a,protocol=udp,address=127.0.0.1:1,capacity=0,weight=1", parsed)
+  EXPECT_EQ(parseApplyBody("apply\nname=a\tprotocol=udp\taddress=127.0.0.1:1\tcapacity=0\tweight=1", parsed)
                 .rfind("modify add: capacity must be an integer >= 1", 0),
             0u);
 }
