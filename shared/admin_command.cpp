@@ -124,7 +124,27 @@ AdminParseResult parseList(const std::vector<Word>& words) {
   }
   // The first word after the longest valid beginning is the wrong one.
   const size_t valid = n >= 3 && isKeyword(words[2], "json") ? 3 : 2;
-  if (n > valid) return malformed("ls", "unexpected argument " + quoteForMessage(words[valid].text), usage);
+  if (n > valid) {
+    AdminError strict = malformed("ls", "unexpected argument " + quoteForMessage(words[valid].text), usage);
+    // The reference (`cmd.split(None, 1)`) takes the rest of the line as the
+    // name: `ls Core 1` lists cluster "Core 1". Only plain words are joined.
+    const bool json = isKeyword(words[n - 1], "json");
+    const size_t last = json ? n - 1 : n;
+    for (size_t i = 1; i < last; ++i) {
+      if (words[i].quoted || words[i].text.empty()) return strict;
+    }
+    std::string joined = words[1].text;
+    for (size_t i = 2; i < last; ++i) {
+      joined += ' ';
+      joined += words[i].text;
+    }
+    if (tooLongForAName(joined)) return strict;
+    command.action = AdminAction::kListMembers;
+    command.format = json ? AdminFormat::kJson : AdminFormat::kText;
+    command.cluster = std::move(joined);
+    command.error_unless_found = std::move(strict.answer);
+    return command;
+  }
   if (tooLongForAName(words[1].text)) return clusterNotFound(words[1].text);
   command.action = AdminAction::kListMembers;
   command.format = n == 3 ? AdminFormat::kJson : AdminFormat::kText;

@@ -59,6 +59,11 @@ struct AdminCommand {
   std::string cluster;       // ls <cluster>, modify
   std::string member;        // delete/pause/resume
   MemberConfig new_member;   // add: validated, status defaults to ACTIVE
+  // ls with unquoted words after the name (`ls Core 1`): the reference takes
+  // the rest of the line as the name, so `cluster` is those words joined by
+  // one space; when no cluster has that name, this (the strict reading's
+  // "unexpected argument" error) is the answer instead of "not found".
+  std::string error_unless_found;
 };
 
 // The complete answer to send: one line starting `ERROR:`, newline included.

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "supervisor/supervisor.h"
 
 #include <signal.h>
@@ -189,6 +190,12 @@ void Supervisor::onAdminLine(uint64_t connection, std::string_view line) {
     }
     case AdminAction::kListMembers: {
       const StatusSnapshot snapshot = takeSnapshot(*segment_);
+      if (!command.error_unless_found.empty() &&
+          std::none_of(snapshot.clusters.begin(), snapshot.clusters.end(),
+                       [&](const ClusterSnapshot& c) { return c.name == command.cluster; })) {
+        admin_->answer(connection, command.error_unless_found);
+        return;
+      }
       admin_->answer(connection, json ? renderClusterMembersJson(snapshot, command.cluster)
                                       : renderClusterMembers(snapshot, command.cluster));
       return;

@@ -103,12 +103,6 @@ TEST(AdminCommandTest, MalformedKnownCommandsGetOneErrorLineWithTheirUsage) {
     std::string answer;
   };
   const Case cases[] = {
-      {"ls c1 extra", "ERROR: ls: unexpected argument \"extra\"; usage: ls [CLUSTER_NAME] [json]\n"},
-      {"ls c1 json json", "ERROR: ls: unexpected argument \"json\"; usage: ls [CLUSTER_NAME] [json]\n"},
-      // The first word after the longest valid beginning is blamed.
-      {"ls demo json extra", "ERROR: ls: unexpected argument \"extra\"; usage: ls [CLUSTER_NAME] [json]\n"},
-      {"ls demo extra json", "ERROR: ls: unexpected argument \"extra\"; usage: ls [CLUSTER_NAME] [json]\n"},
-      {"ls Core 1", "ERROR: ls: unexpected argument \"1\"; usage: ls [CLUSTER_NAME] [json]\n"},
       {"workers json x", "ERROR: workers: unexpected argument \"x\"; usage: workers [json]\n"},
       {"workers text", "ERROR: workers: unexpected argument \"text\"; usage: workers [json]\n"},
       {"reload now", "ERROR: reload: unexpected argument \"now\"; usage: reload\n"},
@@ -130,6 +124,44 @@ TEST(AdminCommandTest, MalformedKnownCommandsGetOneErrorLineWithTheirUsage) {
     SCOPED_TRACE(testing::PrintToString(c.line));
     EXPECT_EQ(expectError(parseAdminLine(c.line), c.line), c.answer);
   }
+}
+
+// `ls` followed by several plain words: the reference takes the rest of the
+// line as the cluster name; when no such cluster exists the daemon answers the
+// strict reading's error, which blames the first word after the longest valid
+// beginning.
+TEST(AdminCommandTest, LsWithPlainWordsNamesTheRestOfTheLineAndKeepsTheStrictError) {
+  struct Case {
+    std::string line;
+    std::string cluster;
+    AdminFormat format;
+    std::string blamed;
+  };
+  const Case cases[] = {
+      {"ls Core 1", "Core 1", AdminFormat::kText, "1"},
+      {"ls Core 1 json", "Core 1", AdminFormat::kJson, "1"},
+      {"ls  Core   one  two", "Core one two", AdminFormat::kText, "one"},
+      {"ls c1 extra", "c1 extra", AdminFormat::kText, "extra"},
+      {"ls demo json extra", "demo json extra", AdminFormat::kText, "extra"},
+      {"ls demo extra json", "demo extra", AdminFormat::kJson, "extra"},
+      {"ls c1 json json", "c1 json", AdminFormat::kJson, "json"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.line);
+    const AdminParseResult parsed = parseAdminLine(c.line);
+    ASSERT_TRUE(std::holds_alternative<AdminCommand>(parsed));
+    const AdminCommand& command = std::get<AdminCommand>(parsed);
+    EXPECT_EQ(command.action, AdminAction::kListMembers);
+    EXPECT_EQ(command.cluster, c.cluster);
+    EXPECT_EQ(command.format, c.format);
+    EXPECT_EQ(command.error_unless_found,
+              "ERROR: ls: unexpected argument \"" + c.blamed + "\"; usage: ls [CLUSTER_NAME] [json]\n");
+  }
+  // A quoted word is never joined: the strict error stands.
+  EXPECT_EQ(expectError(parseAdminLine("ls \"Core 1\" x"), "quoted"),
+            "ERROR: ls: unexpected argument \"x\"; usage: ls [CLUSTER_NAME] [json]\n");
+  // One name: no fallback error.
+  EXPECT_TRUE(std::get<AdminCommand>(parseAdminLine("ls c1")).error_unless_found.empty());
 }
 
 TEST(AdminCommandTest, ModifyAddProducesAValidatedMemberWithStatusDefaultingToActive) {
