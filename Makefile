@@ -8,7 +8,7 @@ BENCH_BUILD ?= build-release
 BENCH_ARGS ?=
 DEB_OUT ?= build-deb
 # Real peers for the interop and end-to-end tests, built from ../shared when it
-# is there (docs/testing: README "Real peers"), cached in PEERS_DIR.
+# is there (README, "Real peers in the tests"), cached in PEERS_DIR.
 SHARED_DIR ?= ../shared
 PEERS_DIR ?= build-peers
 RTPPROXY_BUILT = $(abspath $(PEERS_DIR))/rtpproxy/rtpproxy
@@ -33,13 +33,13 @@ test: all peers
 # rtpproxy 3.2 and OpenSIPS 3.6 from $(SHARED_DIR)/relays and /signalling (a
 # few minutes, once: an existing build in PEERS_DIR is reused).
 peers:
-	@if [ -x $(SHARED_DIR)/relays/build-rtpproxy.sh ]; then \
+	@if [ -f $(SHARED_DIR)/relays/build-rtpproxy.sh ]; then \
 	  [ -x $(RTPPROXY_BUILT) ] || { echo "building rtpproxy into $(PEERS_DIR)/rtpproxy"; \
-	    $(SHARED_DIR)/relays/build-rtpproxy.sh $(PEERS_DIR)/rtpproxy; } || exit 1; \
+	    sh $(SHARED_DIR)/relays/build-rtpproxy.sh $(PEERS_DIR)/rtpproxy; } || exit 1; \
 	else echo "peers: no $(SHARED_DIR)/relays: the tests that need a real rtpproxy will be skipped"; fi
-	@if [ -x $(SHARED_DIR)/signalling/build-opensips.sh ]; then \
+	@if [ -f $(SHARED_DIR)/signalling/build-opensips.sh ]; then \
 	  [ -x $(OPENSIPS_BUILT)/sbin/opensips ] || { echo "building OpenSIPS into $(PEERS_DIR)/opensips"; \
-	    $(SHARED_DIR)/signalling/build-opensips.sh $(PEERS_DIR)/opensips; } || exit 1; \
+	    sh $(SHARED_DIR)/signalling/build-opensips.sh $(PEERS_DIR)/opensips; } || exit 1; \
 	else echo "peers: no $(SHARED_DIR)/signalling: the OpenSIPS tests will be skipped"; fi
 
 # Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer.
