@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <functional>
 #include <iterator>
 #include <map>
@@ -1005,6 +1006,68 @@ TEST(MemberLinkUnixMember, ReplyEndsAtItsNewlineOrAtTheClose) {
   EXPECT_EQ(client[3].body, "x 7");
   close(lfd);
 }
+
+// The same against the real rtpproxy 3.2 (RTPC_RTPPROXY): a `unix` member
+// whose relay listens on rtpproxy's `unix:` (closes after each answer) and on
+// its `cunix:` (persistent) alike.
+class MemberLinkUnixMemberRealRelay : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(MemberLinkUnixMemberRealRelay, AnswersEveryCommandShape) {
+  const char* rtpproxy = std::getenv("RTPC_RTPPROXY");
+  if (rtpproxy == nullptr || *rtpproxy == '\0') {
+    GTEST_SKIP() << "RTPC_RTPPROXY is not set (the path of a real rtpproxy 3.2; `make check` builds one "
+                    "when ../shared/relays exists)";
+  }
+  TestLoop loop;
+  TempDir dir;
+  Collector client;
+  testing::ChildProcess relay;
+  const std::string path = dir.file("rtpp.sock");
+  ASSERT_TRUE(relay.start({rtpproxy, "-F", "-f", "-s", std::string(GetParam()) + ":" + path, "-l", "127.0.0.1",
+                           "-m", "41000", "-M", "41099", "-d", "err"},
+                          "", /*merge_stderr=*/true));
+  MemberLinkOptions o;
+  o.address.transport = Transport::kUnix;
+  o.address.path = path;
+  auto link = MemberLink::create(loop.base(), o, &client);
+  // Up once V is answered (the socket appears when rtpproxy is ready).
+  uint64_t token = 1;
+  ASSERT_TRUE(loop.runUntil([&] {
+    const uint64_t t = token++;
+    link->send("V", milliseconds(500), t);
+    loop.runUntil([&] { return client.done(t); });
+    if (client[t].outcome == LinkOutcome::kReply) return true;
+    loop.runFor(milliseconds(50));
+    return false;
+  }, milliseconds(10000))) << relay.output();
+  using Shape = MemberLink::ReplyShape;
+  const auto sent = Clock::now();
+  link->send("Ib", milliseconds(3000), 101, Shape::kInfo);
+  link->send("Il", milliseconds(3000), 102, Shape::kInfoWithLoad);
+  link->send("U c1 127.0.0.1 5000 ft1", milliseconds(3000), 103);
+  ASSERT_TRUE(loop.runUntil([&] { return client.done(101) && client.done(102) && client.done(103); }));
+  link->send("D c1 ft1", milliseconds(3000), 104);
+  link->send("G nsess_created", milliseconds(3000), 105);
+  ASSERT_TRUE(loop.runUntil([&] { return client.done(104) && client.done(105); }));
+  EXPECT_LT(Clock::now() - sent, milliseconds(2500));
+  EXPECT_EQ(client[101].outcome, LinkOutcome::kReply);
+  EXPECT_EQ(client[101].body.rfind("sessions created: ", 0), 0u) << client[101].body;
+  EXPECT_NE(client[101].body.find("\npackets transmitted: "), std::string::npos) << client[101].body;
+  EXPECT_NE(client[102].body.find("\naverage load: "), std::string::npos) << client[102].body;
+  const std::string& u = client[103].body;
+  EXPECT_EQ(client[103].outcome, LinkOutcome::kReply);
+  EXPECT_GE(std::atoi(u.c_str()), 41000) << u;
+  EXPECT_LE(std::atoi(u.c_str()), 41099) << u;
+  EXPECT_EQ(client[104].body, "0");
+  EXPECT_EQ(client[105].body, "1");
+  EXPECT_EQ(link->inFlight(), 0u);
+  relay.stop(SIGTERM);
+}
+
+INSTANTIATE_TEST_SUITE_P(RelaySockets, MemberLinkUnixMemberRealRelay, ::testing::Values("unix", "cunix"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                           return std::string(info.param);
+                         });
 
 }  // namespace
 }  // namespace rtpc
