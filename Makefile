@@ -7,8 +7,19 @@ CONFIG ?= packaging/rtp_cluster.xml
 BENCH_BUILD ?= build-release
 BENCH_ARGS ?=
 DEB_OUT ?= build-deb
+# Real peers for the interop and end-to-end tests, built from ../shared when it
+# is there (README, "Real peers in the tests"), cached in PEERS_DIR.
+SHARED_DIR ?= ../shared
+PEERS_DIR ?= build-peers
+RTPPROXY_BUILT = $(abspath $(PEERS_DIR))/rtpproxy/rtpproxy
+OPENSIPS_BUILT = $(abspath $(PEERS_DIR))/opensips
+# Evaluated when a test recipe runs, after `peers`; a value from the
+# environment wins. Empty: the tests that need the peer say they are skipped.
+RTPC_RTPPROXY ?= $(if $(wildcard $(RTPPROXY_BUILT)),$(RTPPROXY_BUILT))
+RTPC_OPENSIPS_DIR ?= $(if $(wildcard $(OPENSIPS_BUILT)/sbin/opensips),$(OPENSIPS_BUILT))
+export RTPC_RTPPROXY RTPC_OPENSIPS_DIR
 
-.PHONY: all test check sanitize fuzz install run clean bench deb
+.PHONY: all test check sanitize fuzz install run clean bench deb peers
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -16,11 +27,23 @@ all: $(BUILD)/build.ninja
 $(BUILD)/build.ninja:
 	meson setup $(BUILD)
 
-test: all
+test: all peers
 	meson test -C $(BUILD) --print-errorlogs
 
+# rtpproxy 3.2 and OpenSIPS 3.6 from $(SHARED_DIR)/relays and /signalling (a
+# few minutes, once: an existing build in PEERS_DIR is reused).
+peers:
+	@if [ -f $(SHARED_DIR)/relays/build-rtpproxy.sh ]; then \
+	  [ -x $(RTPPROXY_BUILT) ] || { echo "building rtpproxy into $(PEERS_DIR)/rtpproxy"; \
+	    sh $(SHARED_DIR)/relays/build-rtpproxy.sh $(PEERS_DIR)/rtpproxy; } || exit 1; \
+	else echo "peers: no $(SHARED_DIR)/relays: the tests that need a real rtpproxy will be skipped"; fi
+	@if [ -f $(SHARED_DIR)/signalling/build-opensips.sh ]; then \
+	  [ -x $(OPENSIPS_BUILT)/sbin/opensips ] || { echo "building OpenSIPS into $(PEERS_DIR)/opensips"; \
+	    sh $(SHARED_DIR)/signalling/build-opensips.sh $(PEERS_DIR)/opensips; } || exit 1; \
+	else echo "peers: no $(SHARED_DIR)/signalling: the OpenSIPS tests will be skipped"; fi
+
 # Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer.
-sanitize:
+sanitize: peers
 	[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false
 	ninja -C $(ASAN_BUILD)
 	meson test -C $(ASAN_BUILD) --print-errorlogs

@@ -54,6 +54,26 @@ bool isReplyText(std::string_view body) {
   return true;
 }
 
+// Length of the first complete reply at the start of `avail` on a stream,
+// where a multi-line reply has no delimiter: one line, or for an I command the
+// lines rtpproxy prints (5, 6 with `l`) unless it answered an E line.
+// npos while incomplete.
+size_t framedReplyLength(std::string_view avail, MemberLink::ReplyShape shape) {
+  const size_t first_nl = avail.find('\n');
+  if (first_nl == std::string_view::npos) return std::string_view::npos;
+  size_t lines = 1;
+  if (shape != MemberLink::ReplyShape::kLine && avail[0] != 'E') {
+    lines = shape == MemberLink::ReplyShape::kInfo ? 5 : 6;
+  }
+  size_t end = first_nl + 1;
+  for (size_t l = 1; l < lines; ++l) {
+    const size_t nl = avail.find('\n', end);
+    if (nl == std::string_view::npos) return std::string_view::npos;
+    end = nl + 1;
+  }
+  return end;
+}
+
 std::string_view trimTrailingNewlines(std::string_view s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.remove_suffix(1);
   return s;
@@ -557,7 +577,10 @@ class UdpLink final : public LinkBase {
 };
 
 // ---------------------------------------------------------------------------
-// unix: one connection per command, the reply is everything up to EOF.
+// unix: one connection per command. As the reference does, the reply ends at
+// its newline (its line count for I) or where the peer closes, whichever comes
+// first: rtpproxy's `unix:` closes after each answer, its `cunix:` keeps the
+// connection open, and a `unix` member serves either.
 
 class UnixLink final : public LinkBase {
  public:
@@ -574,7 +597,8 @@ class UnixLink final : public LinkBase {
     }
   }
 
-  void send(std::string_view command, milliseconds timeout, uint64_t token, ReplyShape) override {
+  void send(std::string_view command, milliseconds timeout, uint64_t token,
+            ReplyShape shape) override {
     if (!target_ok_) return complete(token, LinkOutcome::kError, target_error_);
     if (command.size() > kMaxCommandBytes) {
       return complete(token, LinkOutcome::kError, "command too long");
@@ -594,6 +618,7 @@ class UnixLink final : public LinkBase {
     }
     c->busy = true;
     c->token = token;
+    c->shape = shape;
     c->epoch = epoch_;
     c->sent_at = Clock::now();
     c->deadline = c->sent_at + timeout;
@@ -626,6 +651,7 @@ class UnixLink final : public LinkBase {
     UnixLink* link = nullptr;
     bool busy = false;
     Phase phase = Phase::kConnecting;
+    ReplyShape shape = ReplyShape::kLine;
     int fd = -1;
     uint64_t token = 0;
     uint64_t epoch = 0;
@@ -694,7 +720,10 @@ class UnixLink final : public LinkBase {
           return finish(c, LinkOutcome::kError, "reply too long");
         }
         c.in.append(buf, static_cast<size_t>(n));
-        continue;
+        const size_t end = framedReplyLength(c.in, c.shape);
+        if (end == std::string::npos) continue;
+        c.in.resize(end);  // the connection is closed next: nothing may follow
+        break;
       }
       if (n == 0) break;
       if (errno == EINTR) continue;
@@ -970,18 +999,8 @@ class StreamLink final : public LinkBase {
       }
       const Pending& head = pending_.front();
       const std::string_view avail(in_.get() + in_begin_, in_end_ - in_begin_);
-      const size_t first_nl = avail.find('\n');
-      if (first_nl == std::string_view::npos) return true;
-      size_t lines = 1;
-      if (head.shape != ReplyShape::kLine && avail[0] != 'E') {
-        lines = head.shape == ReplyShape::kInfo ? 5 : 6;
-      }
-      size_t end = first_nl + 1;
-      for (size_t l = 1; l < lines; ++l) {
-        const size_t nl = avail.find('\n', end);
-        if (nl == std::string_view::npos) return true;
-        end = nl + 1;
-      }
+      const size_t end = framedReplyLength(avail, head.shape);
+      if (end == std::string_view::npos) return true;
       const std::string_view body = avail.substr(0, end);
       if (!isReplyText(body)) {
         ++counters_.malformed;

@@ -10,7 +10,10 @@
 //    random nonce into its cookies). Retransmission with the same cookie: first
 //    retry early (from the smoothed round-trip time), then doubling, until the
 //    command's deadline.
-//  - unix: one connection per command (rtpproxy answers, then closes).
+//  - unix: one connection per command; the command ends with a newline and
+//    the reply at its newline or where the member closes, as the reference
+//    reads it: works with rtpproxy's `unix:` (closes after each answer) and
+//    `cunix:` (persistent).
 //  - cunix/tcp/tcp6: one persistent connection, newline-framed, replies in
 //    order. A timeout there desynchronises the stream, so the connection is
 //    closed, every command in it fails, and the next send reconnects.

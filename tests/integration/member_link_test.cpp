@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <functional>
 #include <iterator>
 #include <map>
@@ -905,6 +906,168 @@ TEST(MemberLinkUnixWire, ConnectionRefusedIsAnError) {
     EXPECT_EQ(link->inFlight(), 0u);
   }
 }
+
+// ---------------------------------------------------------------------------
+// A `unix` member, as the reference talks to it: the command with a newline,
+// one reply taken up to its newline (its line count for I) or until the peer
+// closes. So one member kind serves a relay on rtpproxy's `unix:` (answers,
+// then closes) and on `cunix:` (keeps the connection open).
+
+TEST(MemberLinkUnixMember, ServedByARelayOnAPersistentSocket) {
+  TestLoop loop;  // first: outlives the link
+  TempDir dir;
+  TestRelay relay;
+  Collector client;
+  ASSERT_TRUE(relay.start("cunix:" + dir.file("ctl.sock"), dir.file("admin.sock")));
+  MemberLinkOptions o;
+  o.address = relay.address();
+  ASSERT_EQ(o.address.transport, Transport::kCunix);
+  o.address.transport = Transport::kUnix;
+  auto link = MemberLink::create(loop.base(), o, &client);
+  using Shape = MemberLink::ReplyShape;
+  const auto sent = Clock::now();
+  link->send("V", milliseconds(5000), 1);
+  link->send("I", milliseconds(5000), 2, Shape::kInfo);
+  link->send("Il", milliseconds(5000), 3, Shape::kInfoWithLoad);
+  link->send("Ix", milliseconds(5000), 4, Shape::kInfo);
+  link->send("G", milliseconds(5000), 5);
+  for (uint64_t t = 0; t < 20; ++t) link->send(createCommand(t), milliseconds(5000), 100 + t);
+  ASSERT_TRUE(loop.runUntil([&] { return client.calls == 25; }));
+  // Answered, not timed out: the link did not wait for a close that never comes.
+  EXPECT_LT(Clock::now() - sent, milliseconds(4000));
+  EXPECT_EQ(client[1].outcome, LinkOutcome::kReply);
+  EXPECT_EQ(client[1].body, "20040107");
+  EXPECT_EQ(client[2].body,
+            "sessions created: 0\nactive sessions: 0\nactive streams: 0\npackets received: 0\n"
+            "packets transmitted: 0");
+  EXPECT_EQ(client[3].body.substr(client[3].body.rfind('\n') + 1), "average load: 0.000000");
+  EXPECT_EQ(client[4].body, "E18");
+  EXPECT_EQ(client[5].outcome, LinkOutcome::kReply);
+  EXPECT_EQ(client[5].body, "");
+  for (uint64_t t = 100; t < 120; ++t) {
+    EXPECT_EQ(client[t].outcome, LinkOutcome::kReply) << client[t].body;
+    EXPECT_EQ(client[t].body.find('E'), std::string::npos) << client[t].body;
+  }
+  EXPECT_EQ(link->inFlight(), 0u);
+}
+
+// The same link against a hand-driven peer: a reply delivered at its newline
+// while the peer keeps the connection open, an I reply only once all its
+// lines are in, and a reply with no newline at all when the peer closes.
+TEST(MemberLinkUnixMember, ReplyEndsAtItsNewlineOrAtTheClose) {
+  TestLoop loop;
+  Collector client;
+  TempDir dir;
+  const int lfd = testing::listenUnixStream(dir.file("peer.sock"));
+  ASSERT_GE(lfd, 0);
+  MemberLinkOptions o;
+  o.address.transport = Transport::kUnix;
+  o.address.path = dir.file("peer.sock");
+  auto link = MemberLink::create(loop.base(), o, &client);
+  using Shape = MemberLink::ReplyShape;
+
+  link->send("V", milliseconds(5000), 1);
+  int cfd = acceptWhileRunning(loop, lfd);
+  ASSERT_GE(cfd, 0);
+  ASSERT_EQ(readWhileRunning(loop, cfd, 2), "V\n");
+  ASSERT_EQ(write(cfd, "20040107\n", 9), 9);
+  ASSERT_TRUE(loop.runUntil([&] { return client.done(1); }, milliseconds(2000)));
+  EXPECT_EQ(client[1].outcome, LinkOutcome::kReply);
+  EXPECT_EQ(client[1].body, "20040107");
+  // The link closes its side once it has the reply.
+  ASSERT_TRUE(waitReadable(cfd, 5000));
+  char buf[64];
+  EXPECT_EQ(read(cfd, buf, sizeof buf), 0);
+  close(cfd);
+
+  link->send("I", milliseconds(5000), 2, Shape::kInfo);
+  cfd = acceptWhileRunning(loop, lfd);
+  ASSERT_GE(cfd, 0);
+  ASSERT_EQ(readWhileRunning(loop, cfd, 2), "I\n");
+  for (char c : std::string("a: 1\nb: 2\nc: 3\nd: 4\ne: 5\n")) {
+    ASSERT_FALSE(client.done(2)) << "delivered before its fifth line";
+    ASSERT_EQ(write(cfd, &c, 1), 1);
+    loop.runFor(milliseconds(1));
+  }
+  ASSERT_TRUE(loop.runUntil([&] { return client.done(2); }));
+  EXPECT_EQ(client[2].body, "a: 1\nb: 2\nc: 3\nd: 4\ne: 5");
+  close(cfd);
+
+  link->send("G x", milliseconds(5000), 3);
+  cfd = acceptWhileRunning(loop, lfd);
+  ASSERT_GE(cfd, 0);
+  ASSERT_EQ(readWhileRunning(loop, cfd, 4), "G x\n");
+  ASSERT_EQ(write(cfd, "x 7", 3), 3);
+  loop.runFor(milliseconds(50));
+  EXPECT_FALSE(client.done(3));
+  close(cfd);
+  ASSERT_TRUE(loop.runUntil([&] { return client.done(3); }));
+  EXPECT_EQ(client[3].outcome, LinkOutcome::kReply);
+  EXPECT_EQ(client[3].body, "x 7");
+  close(lfd);
+}
+
+// The same against the real rtpproxy 3.2 (RTPC_RTPPROXY): a `unix` member
+// whose relay listens on rtpproxy's `unix:` (closes after each answer) and on
+// its `cunix:` (persistent) alike.
+class MemberLinkUnixMemberRealRelay : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(MemberLinkUnixMemberRealRelay, AnswersEveryCommandShape) {
+  const char* rtpproxy = std::getenv("RTPC_RTPPROXY");
+  if (rtpproxy == nullptr || *rtpproxy == '\0') {
+    GTEST_SKIP() << "RTPC_RTPPROXY is not set (the path of a real rtpproxy 3.2; `make check` builds one "
+                    "when ../shared/relays exists)";
+  }
+  TestLoop loop;
+  TempDir dir;
+  Collector client;
+  testing::ChildProcess relay;
+  const std::string path = dir.file("rtpp.sock");
+  ASSERT_TRUE(relay.start({rtpproxy, "-F", "-f", "-s", std::string(GetParam()) + ":" + path, "-l", "127.0.0.1",
+                           "-m", "41000", "-M", "41099", "-d", "err"},
+                          "", /*merge_stderr=*/true));
+  MemberLinkOptions o;
+  o.address.transport = Transport::kUnix;
+  o.address.path = path;
+  auto link = MemberLink::create(loop.base(), o, &client);
+  // Up once V is answered (the socket appears when rtpproxy is ready).
+  uint64_t token = 1;
+  ASSERT_TRUE(loop.runUntil([&] {
+    const uint64_t t = token++;
+    link->send("V", milliseconds(500), t);
+    loop.runUntil([&] { return client.done(t); });
+    if (client[t].outcome == LinkOutcome::kReply) return true;
+    loop.runFor(milliseconds(50));
+    return false;
+  }, milliseconds(10000))) << relay.output();
+  using Shape = MemberLink::ReplyShape;
+  const auto sent = Clock::now();
+  link->send("Ib", milliseconds(3000), 101, Shape::kInfo);
+  link->send("Il", milliseconds(3000), 102, Shape::kInfoWithLoad);
+  link->send("U c1 127.0.0.1 5000 ft1", milliseconds(3000), 103);
+  ASSERT_TRUE(loop.runUntil([&] { return client.done(101) && client.done(102) && client.done(103); }));
+  link->send("D c1 ft1", milliseconds(3000), 104);
+  link->send("G nsess_created", milliseconds(3000), 105);
+  ASSERT_TRUE(loop.runUntil([&] { return client.done(104) && client.done(105); }));
+  EXPECT_LT(Clock::now() - sent, milliseconds(2500));
+  EXPECT_EQ(client[101].outcome, LinkOutcome::kReply);
+  EXPECT_EQ(client[101].body.rfind("sessions created: ", 0), 0u) << client[101].body;
+  EXPECT_NE(client[101].body.find("\npackets transmitted: "), std::string::npos) << client[101].body;
+  EXPECT_NE(client[102].body.find("\naverage load: "), std::string::npos) << client[102].body;
+  const std::string& u = client[103].body;
+  EXPECT_EQ(client[103].outcome, LinkOutcome::kReply);
+  EXPECT_GE(std::atoi(u.c_str()), 41000) << u;
+  EXPECT_LE(std::atoi(u.c_str()), 41099) << u;
+  EXPECT_EQ(client[104].body, "0");
+  EXPECT_EQ(client[105].body, "1");
+  EXPECT_EQ(link->inFlight(), 0u);
+  relay.stop(SIGTERM);
+}
+
+INSTANTIATE_TEST_SUITE_P(RelaySockets, MemberLinkUnixMemberRealRelay, ::testing::Values("unix", "cunix"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                           return std::string(info.param);
+                         });
 
 }  // namespace
 }  // namespace rtpc
