@@ -113,7 +113,8 @@ struct ControlListenerOptions {
 
 class ControlListener {
  public:
-  // Binds the address (unix paths: an existing socket file is replaced).
+  // Binds the address (unix paths: a stale socket file is replaced, a live
+  // one another process listens on is refused).
   // Returns nullptr and sets error on failure.
   // The listener removes a unix socket file it created when it is destroyed
   // (unless the file was replaced meanwhile).

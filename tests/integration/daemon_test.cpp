@@ -657,6 +657,52 @@ TEST(Daemon, ASecondInstanceWithTheSamePidFileIsRefused) {
   EXPECT_EQ(d.ok("ls").substr(0, 12), "Cluster: #0\n");
 }
 
+// A second instance (its own pid file, so its own segment) given the running
+// one's admin or control socket path must refuse to start and leave that
+// socket alone; before, it took the path over and deleted it when it stopped.
+TEST(Daemon, ASecondInstanceOnTheSameAdminOrControlSocketIsRefusedAndTouchesNothing) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  DaemonUnderTest d(dir);
+  const std::string xml =
+      configXml(clusterXml("c1", "unix", dir.file("c1.sock"), memberXml("r1", "udp", hostPort(r1.address()))));
+  ASSERT_TRUE(d.start(xml));
+  struct stat admin_before {}, control_before {};
+  ASSERT_EQ(lstat(d.adminPath().c_str(), &admin_before), 0);
+  ASSERT_EQ(lstat(dir.file("c1.sock").c_str(), &control_before), 0);
+
+  // The same admin socket.
+  const RunResult same_admin = run({daemonBin(), "-f", "-c", d.configPath(), "-P", dir.file("second.pid"), "-s",
+                                    d.adminPath(), "-L", dir.file("log2")});
+  EXPECT_EQ(same_admin.status, 1);
+  EXPECT_NE(same_admin.err.find("admin socket: " + d.adminPath() +
+                                " is in use: another process accepts connections on it"),
+            std::string::npos)
+      << same_admin.err;
+
+  // Its own admin socket, the same cluster control socket.
+  const std::string config2 = dir.file("second.xml");
+  writeFile(config2, xml);
+  const RunResult same_control = run({daemonBin(), "-f", "-c", config2, "-P", dir.file("third.pid"), "-s",
+                                      dir.file("admin3.sock"), "-L", dir.file("log3")});
+  EXPECT_EQ(same_control.status, 1);
+  EXPECT_NE(same_control.err.find("cluster c1: control socket: " + dir.file("c1.sock") +
+                                  " is in use: another process accepts connections on it"),
+            std::string::npos)
+      << same_control.err;
+  EXPECT_FALSE(exists(dir.file("admin3.sock")));
+
+  // The running instance still owns both files and answers on both.
+  struct stat admin_after {}, control_after {};
+  ASSERT_EQ(lstat(d.adminPath().c_str(), &admin_after), 0) << "the second instance removed the admin socket";
+  ASSERT_EQ(lstat(dir.file("c1.sock").c_str(), &control_after), 0) << "the third instance removed c1.sock";
+  EXPECT_EQ(admin_after.st_ino, admin_before.st_ino);
+  EXPECT_EQ(control_after.st_ino, control_before.st_ino);
+  EXPECT_EQ(d.ok("ls").substr(0, 12), "Cluster: #0\n");
+  EXPECT_EQ(unixRequestLine(dir.file("c1.sock"), "V"), "20040107\n");
+}
+
 TEST(Daemon, SigtermStopsWorkersAndLeavesNoSocketPidFileOrSegment) {
   TempDir dir;
   TestRelay r1;
