@@ -399,7 +399,7 @@ class Loader {
     const Children children =
         collect(node, context,
                 {"heartbeat_interval", "command_timeout", "command_retries", "heartbeat_failures",
-                 "offline_probe_interval", "session_table_size"});
+                 "offline_probe_interval", "session_table_size", "control_idle_timeout"});
     ClusterTuning tuning;
     struct Field {
       std::string_view name;
@@ -414,6 +414,7 @@ class Loader {
         {"heartbeat_failures", &ClusterTuning::heartbeat_failures, 1, 100},
         {"offline_probe_interval", &ClusterTuning::offline_probe_interval_ms, 100, 3600000},
         {"session_table_size", &ClusterTuning::session_table_size, 1024, 1u << 26},
+        {"control_idle_timeout", &ClusterTuning::control_idle_timeout_ms, 0, 86400000},
     };
     for (const Field& f : kFields) {
       if (pugi::xml_node child = children.get(f.name)) {

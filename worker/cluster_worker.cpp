@@ -226,10 +226,12 @@ bool ClusterWorker::init(std::string& error) {
     return false;
   }
 
+  ControlListenerOptions listener_options;
+  listener_options.idle_timeout_ms = config_.tuning.control_idle_timeout_ms;
   if (options_.inherited_fd >= 0) {
-    listener_ = ControlListener::adopt(base_, config_.control, options_.inherited_fd, this, error);
+    listener_ = ControlListener::adopt(base_, config_.control, options_.inherited_fd, this, error, listener_options);
   } else {
-    listener_ = ControlListener::bind(base_, config_.control, this, error);
+    listener_ = ControlListener::bind(base_, config_.control, this, error, listener_options);
   }
   if (!listener_) return false;
 

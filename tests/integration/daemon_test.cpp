@@ -703,6 +703,39 @@ TEST(Daemon, ASecondInstanceOnTheSameAdminOrControlSocketIsRefusedAndTouchesNoth
   EXPECT_EQ(unixRequestLine(dir.file("c1.sock"), "V"), "20040107\n");
 }
 
+// <tuning><control_idle_timeout> reaches the worker's cunix listener: a quiet
+// connection is closed after it (off by default: OpenSIPS keeps its own open).
+TEST(Daemon, ControlIdleTimeoutClosesAQuietCunixConnection) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  DaemonUnderTest d(dir);
+  std::string xml =
+      configXml(clusterXml("c1", "cunix", dir.file("c1.sock"), memberXml("r1", "udp", hostPort(r1.address()))));
+  const size_t at = xml.find("</tuning>");
+  ASSERT_NE(at, std::string::npos);
+  xml.insert(at, "<control_idle_timeout>300</control_idle_timeout>");
+  ASSERT_TRUE(d.start(xml));
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const sockaddr_un un = unixAddress(dir.file("c1.sock"));
+  ASSERT_EQ(connect(fd, reinterpret_cast<const sockaddr*>(&un), sizeof un), 0);
+  ASSERT_EQ(write(fd, "V\n", 2), 2);
+  std::string got;
+  const auto start = std::chrono::steady_clock::now();
+  bool eof = false;
+  while (!eof && waitReadable(fd, 5000)) {
+    char chunk[256];
+    const ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n <= 0) eof = true;
+    else got.append(chunk, static_cast<size_t>(n));
+  }
+  const auto waited = std::chrono::steady_clock::now() - start;
+  close(fd);
+  EXPECT_EQ(got, "20040107\n");
+  EXPECT_TRUE(eof);
+  EXPECT_GE(waited, milliseconds(250));
+}
+
 TEST(Daemon, SigtermStopsWorkersAndLeavesNoSocketPidFileOrSegment) {
   TempDir dir;
   TestRelay r1;
