@@ -21,6 +21,7 @@
 
 #include "shared/member_fields.h"
 #include "shared/quote.h"
+#include "shared/self_loop.h"
 
 namespace rtpc {
 namespace {
@@ -330,6 +331,9 @@ class Loader {
                                                                      " (first at line " +
                                                                      std::to_string(lineOf(seen.offset)) + ")"));
         }
+      }
+      if (auto loop = selfLoopError(cluster.control, member.name, member.address)) {
+        failAt(member_node, withContext(context, std::move(*loop)));
       }
       member_names.push_back(Seen{member.name, member_node.child("name").offset_debug()});
       cluster.members.push_back(std::move(member));

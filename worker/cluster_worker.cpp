@@ -9,6 +9,7 @@
 #include <new>
 
 #include "shared/log_quote.h"
+#include "shared/self_loop.h"
 #include "shared/time_util.h"
 #include "shared/url_quote.h"
 
@@ -360,6 +361,7 @@ bool ClusterWorker::anyOnline() const {
 
 OpResult ClusterWorker::addMemberInternal(const MemberConfig& cfg, int preferred_index) {
   if (findMember(cfg.name) != nullptr) return {false, cfg.name + ": RTPproxy already exists"};
+  if (auto loop = selfLoopError(config_.control, cfg.name, cfg.address)) return {false, std::move(*loop)};
   size_t index = 0;
   if (preferred_index >= 0) {
     index = static_cast<size_t>(preferred_index);

@@ -736,6 +736,62 @@ TEST(Daemon, ControlIdleTimeoutClosesAQuietCunixConnection) {
   EXPECT_GE(waited, milliseconds(250));
 }
 
+// A member that is the cluster's own control socket would bounce every
+// command back into the cluster forever: refused by the config check, by a
+// reload and by `modify add`, whichever way the address is written.
+TEST(Daemon, AMemberThatIsTheClustersOwnControlSocketIsRefusedEverywhere) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  const uint16_t control = freeLoopbackPort(SOCK_DGRAM);
+  const std::string port = std::to_string(control);
+  const std::string good =
+      configXml(clusterXml("c1", "udp", "0.0.0.0:" + port, memberXml("r1", "udp", hostPort(r1.address()))));
+  const std::string looped =
+      configXml(clusterXml("c1", "udp", "0.0.0.0:" + port,
+                           memberXml("r1", "udp", hostPort(r1.address())) + memberXml("self", "udp", "127.0.0.1:" + port)));
+  const std::string expected_error = "cluster \"c1\": rtpproxy \"self\" address udp:127.0.0.1:" + port +
+                                     " is the cluster's own control socket udp:0.0.0.0:" + port +
+                                     " (its commands would loop back to the cluster)";
+
+  // The config check names the file, the cluster and the member.
+  const std::string bad_file = dir.file("looped.xml");
+  writeFile(bad_file, looped);
+  const RunResult check = run({daemonBin(), "-d", "-c", bad_file});
+  EXPECT_EQ(check.status, 1);
+  EXPECT_NE(check.err.find(bad_file + ":"), std::string::npos) << check.err;
+  EXPECT_NE(check.err.find(expected_error), std::string::npos) << check.err;
+
+  DaemonUnderTest d(dir);
+  ASSERT_TRUE(d.start(good));
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "c1", 1); }));
+
+  // modify add, as localhost, as 127.0.0.1 and through the wildcard itself.
+  for (const std::string host : {"localhost", "127.0.0.1", "0.0.0.0"}) {
+    const RunResult r =
+        d.client("modify c1 add name=self,protocol=udp,address=" + host + ":" + port + ",capacity=10,weight=5");
+    EXPECT_EQ(r.status, 1) << host;
+    EXPECT_EQ(r.out, "ERROR: rtpproxy \"self\" address udp:" + host + ":" + port +
+                         " is the cluster's own control socket udp:0.0.0.0:" + port +
+                         " (its commands would loop back to the cluster)\n");
+  }
+  EXPECT_EQ(d.ok("ls c1").find("name = self"), std::string::npos);
+
+  // reload: refused, nothing changes.
+  d.writeConfig(looped);
+  const RunResult reload = d.client("reload");
+  EXPECT_EQ(reload.status, 1);
+  EXPECT_NE(reload.out.find(expected_error), std::string::npos) << reload.out;
+  EXPECT_EQ(d.ok("ls c1").find("name = self"), std::string::npos);
+
+  // The cluster still works, with r1 alone.
+  ControlClient cluster(SocketAddress{Transport::kUdp, "127.0.0.1", control, ""});
+  const std::string offer = cluster.command("U call1 192.0.2.1 4000 ft");
+  EXPECT_FALSE(offer.empty() || offer[0] == 'E') << offer;
+  EXPECT_EQ(cluster.command("D call1 ft"), "0");
+  EXPECT_EQ(r1.stat("sessions"), 0u);
+}
+
 TEST(Daemon, SigtermStopsWorkersAndLeavesNoSocketPidFileOrSegment) {
   TempDir dir;
   TestRelay r1;
