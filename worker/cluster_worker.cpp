@@ -80,6 +80,7 @@ struct ClusterWorker::Member final : MemberLinkClient {
   AdminStatus status = AdminStatus::kActive;
   MemberHealth health;
   std::unique_ptr<MemberLink> link;
+  std::unique_ptr<MemberNameWatch> name_watch;  // a member given by host name
   event* health_timer = nullptr;
   bool local = false;
   bool removed = false;
@@ -406,7 +407,7 @@ OpResult ClusterWorker::addMemberInternal(const MemberConfig& cfg, int preferred
   // but a restarted worker's initial members are the ones its predecessor
   // published, and their calls in the attached table must survive.
   if (!keep_attached_calls_) table_->forgetMember(ref.index);
-  applyHealth(ref, ref.health.start(nowMs()));
+  startMember(ref);
   spdlog::info("MEMBER_ADDED cluster={} member={} address={} weight={} capacity={} status={}",
                config_.name, cfg.name, cfg.address.uri(), cfg.weight, cfg.capacity,
                adminStatusName(cfg.status));
@@ -488,7 +489,9 @@ OpResult ClusterWorker::applyConfig(const ClusterConfig& config) {
       event_active(reaper_, 0, 0);
       m->link = MemberLink::create(base_, lo, m);
       m->health = MemberHealth(healthPolicyFrom(config.tuning));
-      applyHealth(*m, m->health.start(nowMs()));
+      m->config.address = mc.address;
+      m->config.cmd_out_address = mc.cmd_out_address;
+      startMember(*m);
     }
     m->config = mc;
     m->local = isLocalMember(mc);
@@ -612,6 +615,47 @@ void ClusterWorker::applyHealth(Member& m, const HealthAction& action) {
     const timeval tv = msToTimeval(delay);
     evtimer_add(m.health_timer, &tv);
   }
+}
+
+void ClusterWorker::startMember(Member& m) {
+  m.name_watch.reset();
+  if (!needsNameResolution(m.config.address)) {
+    applyHealth(m, m.health.start(nowMs()));
+    return;
+  }
+  // Not probed until the name resolves: the link has no address to send to,
+  // and a probe failing for that would read as "probe_timeout".
+  evtimer_del(m.health_timer);
+  if (!resolver_) resolver_ = std::make_shared<NameResolver>(base_, options_.resolver_files);
+  Member* member = &m;
+  m.name_watch = std::make_unique<MemberNameWatch>(
+      base_, resolver_, config_.name, m.config.name, m.config.address, options_.name_watch,
+      [this, member](const ResolvedAddress& address) { return onMemberResolved(*member, address); },
+      [this, member](const std::string&) {
+        spdlog::warn("MEMBER_OFFLINE cluster={} member={} reason=unresolved", config_.name, member->config.name);
+      });
+  m.name_watch->start();
+}
+
+std::optional<std::string> ClusterWorker::onMemberResolved(Member& m, const ResolvedAddress& address) {
+  if (m.removed) return std::string("member removed");
+  if (isSelfLoopResolved(config_.control, m.config.address.transport, address.sa(), thisHostAddresses())) {
+    return "self loop: resolves to the cluster's own control socket " + config_.control.uri();
+  }
+  // A new link to the new address, a fresh health cycle; the calls stay.
+  m.link->cancelAll();
+  MemberLinkOptions lo;
+  lo.address = m.config.address;
+  lo.cmd_out_address = m.config.cmd_out_address;
+  lo.max_retransmits = config_.tuning.command_retries;
+  lo.target = address;
+  dead_links_.push_back(std::move(m.link));
+  event_active(reaper_, 0, 0);
+  m.link = MemberLink::create(base_, lo, &m);
+  evtimer_del(m.health_timer);
+  m.health = MemberHealth(healthPolicyFrom(config_.tuning));
+  applyHealth(m, m.health.start(nowMs()));
+  return std::nullopt;
 }
 
 void ClusterWorker::onHealthTimer(Member& m) { applyHealth(m, m.health.onTimer(nowMs())); }

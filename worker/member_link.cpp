@@ -136,11 +136,7 @@ class LinkBase : public MemberLink {
   LinkBase(event_base* base, const MemberLinkOptions& options, MemberLinkClient* client)
       : base_(base), options_(options), client_(client) {
     options_.max_retry = std::max(options_.max_retry, options_.min_retry);
-    if (!resolveAddress(options_.address, target_, target_error_)) {
-      target_error_ = "member address " + options_.address.uri() + ": " + target_error_;
-    } else {
-      target_ok_ = true;
-    }
+    resolveTarget();
     if (!options_.cmd_out_address.empty() && !isUnixPath(options_.address.transport)) {
       SocketAddress src;
       src.transport = options_.address.transport;
@@ -186,6 +182,20 @@ class LinkBase : public MemberLink {
   }
 
   const ResolvedAddress* source() const { return has_source_ ? &source_ : nullptr; }
+
+  // Never asks the resolver: a host name comes resolved in options_.target.
+  void resolveTarget() {
+    if (options_.target) {
+      target_ = *options_.target;
+      target_ok_ = true;
+    } else if (needsNameResolution(options_.address)) {
+      target_error_ = "member address " + options_.address.uri() + ": host name not resolved";
+    } else if (!resolveAddress(options_.address, target_, target_error_)) {
+      target_error_ = "member address " + options_.address.uri() + ": " + target_error_;
+    } else {
+      target_ok_ = true;
+    }
+  }
 
   event_base* base_;
   MemberLinkOptions options_;

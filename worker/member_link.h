@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -47,6 +48,11 @@ class MemberLinkClient {
 
 struct MemberLinkOptions {
   SocketAddress address;                 // the member's control socket
+  // The address already resolved (a host name the worker looked up without
+  // blocking). Unset: an IP literal, "localhost" or a unix path is resolved
+  // here; a host name is not (no getaddrinfo on the worker's loop): every
+  // command then fails with kError until a link with `target` replaces this one.
+  std::optional<ResolvedAddress> target;
   std::string cmd_out_address;           // source address to bind (IP transports); empty = any
   std::chrono::milliseconds first_retry{60};  // before any RTT is measured
   std::chrono::milliseconds min_retry{10};
