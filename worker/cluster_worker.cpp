@@ -327,11 +327,17 @@ void ClusterWorker::onHousekeeping() {
 void ClusterWorker::updateNotifyPeers() {
   if (!notify_relay_) return;
   std::vector<std::string> hosts;
+  std::vector<ResolvedAddress> resolved;  // host names, as their watches resolved them
   for (const auto& m : members_) {
-    if (m && !m->removed && !m->config.address.host.empty()) hosts.push_back(m->config.address.host);
+    if (!m || m->removed || m->config.address.host.empty()) continue;
+    if (!m->name_watch) {
+      hosts.push_back(m->config.address.host);
+    } else if (m->name_watch->address()) {
+      resolved.push_back(*m->name_watch->address());
+    }
   }
   std::string error;
-  if (!notify_relay_->setAllowedPeers(hosts, &error))
+  if (!notify_relay_->setAllowedPeers(hosts, &error, resolved))
     spdlog::warn("NOTIFY_PEERS_UNRESOLVED cluster={} error={}", config_.name, logQuoted(error));
 }
 
@@ -655,6 +661,7 @@ std::optional<std::string> ClusterWorker::onMemberResolved(Member& m, const Reso
   evtimer_del(m.health_timer);
   m.health = MemberHealth(healthPolicyFrom(config_.tuning));
   applyHealth(m, m.health.start(nowMs()));
+  updateNotifyPeers();
   return std::nullopt;
 }
 

@@ -178,10 +178,15 @@ void MemberNameWatch::answered(bool ok, const ResolvedAddress& address, const st
     schedule(settings_.refresh_ms);
     return;
   }
-  if (std::optional<std::string> refused = on_address_(address)) return failed(*refused);
-  spdlog::info("MEMBER_RESOLVED cluster={} member={} host={} address={} changed={}", cluster_, member_,
-               logQuoted(address_.host), addressText(address), current_.has_value());
+  // Set first: the owner's callback may read address().
+  const std::optional<ResolvedAddress> previous = current_;
   current_ = address;
+  if (std::optional<std::string> refused = on_address_(address)) {
+    current_ = previous;
+    return failed(*refused);
+  }
+  spdlog::info("MEMBER_RESOLVED cluster={} member={} host={} address={} changed={}", cluster_, member_,
+               logQuoted(address_.host), addressText(address), previous.has_value());
   failures_ = 0;
   told_unresolved_ = false;
   schedule(settings_.refresh_ms);

@@ -89,6 +89,7 @@ class MemberNameWatch {
   // The first lookup, from the loop (never inside this call).
   void start();
   bool resolved() const { return current_.has_value(); }
+  const std::optional<ResolvedAddress>& address() const { return current_; }
   uint32_t failures() const { return failures_; }
 
  private:
