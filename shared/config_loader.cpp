@@ -332,11 +332,14 @@ class Loader {
                                                                      std::to_string(lineOf(seen.offset)) + ")"));
         }
       }
-      if (auto loop = selfLoopError(cluster.control, member.name, member.address)) {
-        failAt(member_node, withContext(context, std::move(*loop)));
-      }
       member_names.push_back(Seen{member.name, member_node.child("name").offset_debug()});
       cluster.members.push_back(std::move(member));
+    }
+    // After the members' own checks, so that a file's first error comes first.
+    for (size_t i = 0; i < cluster.members.size(); ++i) {
+      if (auto loop = selfLoopError(cluster.control, cluster.members[i].name, cluster.members[i].address)) {
+        failAt(children.repeated[i], withContext(context, std::move(*loop)));
+      }
     }
     return cluster;
   }
