@@ -80,7 +80,10 @@ struct ClusterWorker::Member final : MemberLinkClient {
   AdminStatus status = AdminStatus::kActive;
   MemberHealth health;
   std::unique_ptr<MemberLink> link;
-  std::unique_ptr<MemberNameWatch> name_watch;  // a member given by host name
+  std::unique_ptr<MemberNameWatch> name_watch;    // a member given by host name
+  std::unique_ptr<MemberNameWatch> source_watch;  // a cmd_out_address given by host name
+  std::optional<ResolvedAddress> resolved_target;
+  std::optional<ResolvedAddress> resolved_source;
   event* health_timer = nullptr;
   bool local = false;
   bool removed = false;
@@ -625,36 +628,55 @@ void ClusterWorker::applyHealth(Member& m, const HealthAction& action) {
 
 void ClusterWorker::startMember(Member& m) {
   m.name_watch.reset();
-  if (!needsNameResolution(m.config.address)) {
+  m.source_watch.reset();
+  m.resolved_target.reset();
+  m.resolved_source.reset();
+  const SocketAddress& address = m.config.address;
+  const bool target_name = needsNameResolution(address);
+  const bool source_name = !m.config.cmd_out_address.empty() && !isUnixPath(address.transport) &&
+                           needsNameResolution(cmdOutSocketAddress(address, m.config.cmd_out_address));
+  if (!target_name && !source_name) {
     applyHealth(m, m.health.start(nowMs()));
     return;
   }
-  // Not probed until the name resolves: the link has no address to send to,
+  // Not probed until the names resolve: the link has no address to send to,
   // and a probe failing for that would read as "probe_timeout".
   evtimer_del(m.health_timer);
   if (!resolver_) resolver_ = std::make_shared<NameResolver>(base_, options_.resolver_files);
   Member* member = &m;
-  m.name_watch = std::make_unique<MemberNameWatch>(
-      base_, resolver_, config_.name, m.config.name, m.config.address, options_.name_watch,
-      [this, member](const ResolvedAddress& address) { return onMemberResolved(*member, address); },
-      [this, member](const std::string&) {
-        spdlog::warn("MEMBER_OFFLINE cluster={} member={} reason=unresolved", config_.name, member->config.name);
-      });
-  m.name_watch->start();
+  const auto unresolved = [this, member](const std::string&) {
+    spdlog::warn("MEMBER_OFFLINE cluster={} member={} reason=unresolved", config_.name, member->config.name);
+  };
+  if (target_name) {
+    m.name_watch = std::make_unique<MemberNameWatch>(
+        base_, resolver_, config_.name, m.config.name, address, options_.name_watch,
+        [this, member](const ResolvedAddress& a) { return onMemberResolved(*member, a, false); }, unresolved);
+  }
+  if (source_name) {
+    m.source_watch = std::make_unique<MemberNameWatch>(
+        base_, resolver_, config_.name, m.config.name, cmdOutSocketAddress(address, m.config.cmd_out_address),
+        options_.name_watch, [this, member](const ResolvedAddress& a) { return onMemberResolved(*member, a, true); },
+        unresolved);
+  }
+  if (m.name_watch) m.name_watch->start();
+  if (m.source_watch) m.source_watch->start();
 }
 
-std::optional<std::string> ClusterWorker::onMemberResolved(Member& m, const ResolvedAddress& address) {
+std::optional<std::string> ClusterWorker::onMemberResolved(Member& m, const ResolvedAddress& address, bool source) {
   if (m.removed) return std::string("member removed");
-  if (isSelfLoopResolved(config_.control, m.config.address.transport, address.sa(), thisHostAddresses())) {
+  if (!source && isSelfLoopResolved(config_.control, m.config.address.transport, address.sa(), thisHostAddresses())) {
     return "self loop: resolves to the cluster's own control socket " + config_.control.uri();
   }
+  (source ? m.resolved_source : m.resolved_target) = address;
+  if ((m.name_watch && !m.resolved_target) || (m.source_watch && !m.resolved_source)) return std::nullopt;
   // A new link to the new address, a fresh health cycle; the calls stay.
   m.link->cancelAll();
   MemberLinkOptions lo;
   lo.address = m.config.address;
   lo.cmd_out_address = m.config.cmd_out_address;
   lo.max_retransmits = config_.tuning.command_retries;
-  lo.target = address;
+  lo.target = m.resolved_target;
+  lo.source = m.resolved_source;
   dead_links_.push_back(std::move(m.link));
   event_active(reaper_, 0, 0);
   m.link = MemberLink::create(base_, lo, &m);

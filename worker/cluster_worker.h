@@ -158,7 +158,7 @@ class ClusterWorker : public CommandHandler {
   // Probes a member whose address is known; one with a host name is looked
   // up first (without blocking the loop) and probed once it resolves.
   void startMember(Member& member);
-  std::optional<std::string> onMemberResolved(Member& member, const ResolvedAddress& address);
+  std::optional<std::string> onMemberResolved(Member& member, const ResolvedAddress& address, bool source);
   void onProbeReply(Member& member, ProbeKind kind, LinkOutcome outcome, std::string_view body);
   void noteCommandOutcome(Member& member, bool ok);
   void checkDrained(Member& member, bool after_heartbeat = false);

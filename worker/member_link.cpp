@@ -130,6 +130,20 @@ int openConnected(const ResolvedAddress& target, int type, const ResolvedAddress
   return fd;
 }
 
+}  // namespace
+
+SocketAddress cmdOutSocketAddress(const SocketAddress& member, const std::string& cmd_out_address) {
+  SocketAddress src;
+  src.transport = member.transport;
+  src.host = cmd_out_address;
+  if (src.host.size() > 2 && src.host.front() == '[' && src.host.back() == ']') {
+    src.host = src.host.substr(1, src.host.size() - 2);
+  }
+  return src;
+}
+
+namespace {
+
 // What every transport shares: where to send, whom to tell, what was counted.
 class LinkBase : public MemberLink {
  public:
@@ -138,14 +152,15 @@ class LinkBase : public MemberLink {
     options_.max_retry = std::max(options_.max_retry, options_.min_retry);
     resolveTarget();
     if (!options_.cmd_out_address.empty() && !isUnixPath(options_.address.transport)) {
-      SocketAddress src;
-      src.transport = options_.address.transport;
-      src.host = options_.cmd_out_address;
-      if (src.host.size() > 2 && src.host.front() == '[' && src.host.back() == ']') {
-        src.host = src.host.substr(1, src.host.size() - 2);
-      }
+      const SocketAddress src = cmdOutSocketAddress(options_.address, options_.cmd_out_address);
       std::string error;
-      if (!resolveAddress(src, source_, error)) {
+      if (options_.source) {
+        source_ = *options_.source;
+        has_source_ = true;
+      } else if (needsNameResolution(src)) {
+        target_ok_ = false;
+        target_error_ = "cmd_out_address " + options_.cmd_out_address + ": host name not resolved";
+      } else if (!resolveAddress(src, source_, error)) {
         target_ok_ = false;
         target_error_ = "cmd_out_address " + options_.cmd_out_address + ": " + error;
       } else {

@@ -53,6 +53,8 @@ struct MemberLinkOptions {
   // here; a host name is not (no getaddrinfo on the worker's loop): every
   // command then fails with kError until a link with `target` replaces this one.
   std::optional<ResolvedAddress> target;
+  // The same for cmd_out_address (a host name is never looked up here).
+  std::optional<ResolvedAddress> source;
   std::string cmd_out_address;           // source address to bind (IP transports); empty = any
   std::chrono::milliseconds first_retry{60};  // before any RTT is measured
   std::chrono::milliseconds min_retry{10};
@@ -71,6 +73,9 @@ struct MemberLinkCounters {
                            // cancelled, or answered already by an earlier copy)
   RttHistogram rtt;        // round trips of commands answered without a retransmission
 };
+
+// cmd_out_address as an address of the member's transport, port 0 ("[v6]" unbracketed).
+SocketAddress cmdOutSocketAddress(const SocketAddress& member, const std::string& cmd_out_address);
 
 class MemberLink {
  public:

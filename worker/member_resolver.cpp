@@ -24,6 +24,12 @@ struct NameResolver::Pending {
 };
 
 NameResolver::NameResolver(event_base* base, ResolverFiles files) : base_(base), files_(std::move(files)) {
+  // evdns would print its own messages ("Nameserver ... has failed") on
+  // stderr; they go to the log at debug level, MEMBER_RESOLVE_FAILED says
+  // what matters.
+  evdns_set_log_fn([](int, const char* message) {
+    spdlog::debug("DNS_RESOLVER message={}", logQuoted(message != nullptr ? message : ""));
+  });
   dns_ = evdns_base_new(base_, 0);
   if (dns_ != nullptr) {
     // The hosts file is read before each lookup instead.

@@ -158,6 +158,33 @@ TEST(MemberResolve, ANameThatDoesNotResolveAtStartComesOnlineOnceItDoes) {
   event_free(ticker);
 }
 
+// cmd_out_address may be a host name too: resolved the same way, and the
+// member is probed once both its names resolved.
+TEST(MemberResolve, ACmdOutAddressNameIsResolvedWithoutBlockingToo) {
+  TempDir dir;
+  ResolverSetup resolver(dir);
+  TestRelay relay;
+  ASSERT_TRUE(relay.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  LogCapture log;
+  TestLoop loop;
+  ClusterWorker::Options options;
+  options.config = clusterWith(relay.address());
+  options.config.members.front().cmd_out_address = "source.test";
+  options.resolver_files = resolver.files;
+  options.name_watch.first_retry_ms = 100;
+  options.name_watch.max_retry_ms = 200;
+  std::string error;
+  auto worker = ClusterWorker::create(loop.base(), options, error);
+  ASSERT_TRUE(worker) << error;
+  ASSERT_TRUE(loop.runUntil([&] { return log.text().find("attempt=2 ") != std::string::npos; }, milliseconds(10000)))
+      << log.text();
+  EXPECT_NE(log.text().find("MEMBER_RESOLVE_FAILED cluster=c1 member=r1 host=\"source.test\""), std::string::npos);
+  EXPECT_FALSE(memberOnline(*worker));
+  writeText(resolver.files.hosts, "127.0.0.1 source.test\n");
+  ASSERT_TRUE(loop.runUntil([&] { return memberOnline(*worker); }, milliseconds(10000))) << log.text();
+  EXPECT_EQ(log.text().find("probe_timeout"), std::string::npos) << log.text();
+}
+
 TEST(MemberResolve, ANameThatResolvesToTheClustersOwnControlSocketIsNotUsed) {
   TempDir dir;
   ResolverSetup resolver(dir);
