@@ -136,6 +136,7 @@ TEST(MemberResolve, ANameThatDoesNotResolveAtStartComesOnlineOnceItDoes) {
   ASSERT_TRUE(worker) << error;
 
   // Unresolved: retried (several attempts), offline for that reason, never probed.
+  gap.last = std::chrono::steady_clock::now();  // measured while the loop runs
   ASSERT_TRUE(loop.runUntil([&] { return log.text().find("attempt=3 ") != std::string::npos; }, milliseconds(10000)))
       << log.text();
   EXPECT_FALSE(memberOnline(*worker));
@@ -148,12 +149,15 @@ TEST(MemberResolve, ANameThatDoesNotResolveAtStartComesOnlineOnceItDoes) {
 
   // The name appears: the member resolves and passes its probes.
   writeText(resolver.files.hosts, "127.0.0.1 localhost\n127.0.0.1 relay-one.test\n");
+  gap.last = std::chrono::steady_clock::now();
   ASSERT_TRUE(loop.runUntil([&] { return memberOnline(*worker); }, milliseconds(10000))) << log.text();
   EXPECT_NE(log.text().find("MEMBER_RESOLVED cluster=c1 member=r1 host=\"relay-one.test\" address=127.0.0.1:" +
                             std::to_string(relay.address().port)),
             std::string::npos)
       << log.text();
-  EXPECT_LT(gap.longest, std::chrono::milliseconds(500)) << "the loop was blocked";
+  // A lookup on the loop would hold it for the resolver's timeout (seconds);
+  // the margin is for a loaded machine.
+  EXPECT_LT(gap.longest, std::chrono::milliseconds(1500)) << "the loop was blocked";
   worker.reset();
   event_free(ticker);
 }
