@@ -237,6 +237,16 @@ AddressResult parseAddressUri(std::string_view text, Transport default_transport
   return parseAddress(default_transport, text, default_port);
 }
 
+bool needsNameResolution(const SocketAddress& address) {
+  if (isUnixPath(address.transport)) return false;
+  std::string host = address.host;
+  if (const size_t pct = host.find('%'); pct != std::string::npos) host.resize(pct);
+  if (host == "localhost") return false;
+  in_addr v4{};
+  in6_addr v6{};
+  return inet_pton(AF_INET, host.c_str(), &v4) != 1 && inet_pton(AF_INET6, host.c_str(), &v6) != 1;
+}
+
 bool resolveAddress(const SocketAddress& address, ResolvedAddress& out, std::string& error) {
   out = ResolvedAddress{};
   if (isUnixPath(address.transport)) {

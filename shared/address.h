@@ -80,4 +80,9 @@ struct ResolvedAddress {
 };
 bool resolveAddress(const SocketAddress& address, ResolvedAddress& out, std::string& error);
 
+// True when resolveAddress() would have to ask the resolver (DNS, the hosts
+// file): an IP transport whose host is neither an IP literal nor
+// "localhost". The worker resolves such names without blocking its loop.
+bool needsNameResolution(const SocketAddress& address);
+
 }  // namespace rtpc

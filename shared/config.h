@@ -55,6 +55,7 @@ struct ClusterTuning {
   uint32_t heartbeat_failures = 3;           // missed heartbeats in a row before offline
   uint32_t offline_probe_interval_ms = 2000; // V probe of an offline member
   uint32_t session_table_size = 1048576;     // calls tracked (session table capacity)
+  uint32_t control_idle_timeout_ms = 0;      // cunix/tcp control connection idle close; 0 = never
   bool operator==(const ClusterTuning&) const = default;
 };
 

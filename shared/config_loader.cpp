@@ -21,6 +21,7 @@
 
 #include "shared/member_fields.h"
 #include "shared/quote.h"
+#include "shared/self_loop.h"
 
 namespace rtpc {
 namespace {
@@ -334,6 +335,12 @@ class Loader {
       member_names.push_back(Seen{member.name, member_node.child("name").offset_debug()});
       cluster.members.push_back(std::move(member));
     }
+    // After the members' own checks, so that a file's first error comes first.
+    for (size_t i = 0; i < cluster.members.size(); ++i) {
+      if (auto loop = selfLoopError(cluster.control, cluster.members[i].name, cluster.members[i].address)) {
+        failAt(children.repeated[i], withContext(context, std::move(*loop)));
+      }
+    }
     return cluster;
   }
 
@@ -399,7 +406,7 @@ class Loader {
     const Children children =
         collect(node, context,
                 {"heartbeat_interval", "command_timeout", "command_retries", "heartbeat_failures",
-                 "offline_probe_interval", "session_table_size"});
+                 "offline_probe_interval", "session_table_size", "control_idle_timeout"});
     ClusterTuning tuning;
     struct Field {
       std::string_view name;
@@ -414,6 +421,7 @@ class Loader {
         {"heartbeat_failures", &ClusterTuning::heartbeat_failures, 1, 100},
         {"offline_probe_interval", &ClusterTuning::offline_probe_interval_ms, 100, 3600000},
         {"session_table_size", &ClusterTuning::session_table_size, 1024, 1u << 26},
+        {"control_idle_timeout", &ClusterTuning::control_idle_timeout_ms, 0, 86400000},
     };
     for (const Field& f : kFields) {
       if (pugi::xml_node child = children.get(f.name)) {

@@ -5,6 +5,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
 #include <string>
 
 #include "shared/address.h"
@@ -20,7 +22,18 @@ struct SocketFileId {
 };
 
 // Unlinks `path` if it is still the file `id` names; false if not (or id is empty).
+// Either way this process no longer counts `id` as a file it bound.
 bool removeSocketFileIfOurs(const std::string& path, const SocketFileId& id);
+
+// Whether something accepts connections on the unix socket file at `path`,
+// found by connecting to it (without blocking).
+enum class UnixSocketPeer : uint8_t {
+  kLive,     // connected, or a live socket refused us (backlog full, other type)
+  kStale,    // ECONNREFUSED: the file of a socket no one holds
+  kAbsent,   // no file
+  kUnknown,  // any other error, in error_number (e.g. EACCES)
+};
+UnixSocketPeer probeUnixSocketFile(const std::string& path, int& error_number);
 
 struct ControlBindOptions {
   bool nonblocking = false;  // the caller runs the socket on its own loop right away
@@ -35,8 +48,11 @@ struct ControlBindOptions {
 // Returns a close-on-exec socket bound to `address` (datagram transports) or
 // bound and listening (stream ones), or -1 with an error naming the address
 // ("cannot bind udp:127.0.0.1:22222: Address already in use").
-// A unix socket file left at the path by a previous run is replaced; anything
-// else there is refused ("<path> exists and is not a socket") and left alone.
+// A unix socket file left at the path by a previous run (nothing accepts
+// connections on it) is replaced, and so is one this process bound itself; a
+// socket another process still listens on is refused ("<path> is in use: ...")
+// as is anything that is not a socket ("<path> exists and is not a socket"),
+// and left alone.
 // `created` names the unix socket file made (empty for IP transports); on
 // failure nothing is left behind: the fd is closed and that file removed.
 // Stream IP sockets get SO_REUSEADDR (a restart must not wait for TIME_WAIT);

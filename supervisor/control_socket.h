@@ -2,8 +2,8 @@
 // ControlSocket: a listening socket the supervisor binds itself (a cluster's
 // control socket, or the admin socket) and keeps across worker restarts.
 // Datagram transports are bound, stream ones bound and listening; a unix
-// socket file left by a previous run is replaced (anything else at that path
-// is refused), chowned to the -o owner, and removed on close() only while it
+// socket file left by a previous run is replaced (a live socket of another
+// process, or anything else at that path, is refused), chowned to the -o owner, and removed on close() only while it
 // is still the file this socket created (a reload may have bound a new
 // socket at the same path meanwhile).
 

@@ -9,6 +9,7 @@
 #include <new>
 
 #include "shared/log_quote.h"
+#include "shared/self_loop.h"
 #include "shared/time_util.h"
 #include "shared/url_quote.h"
 
@@ -79,6 +80,10 @@ struct ClusterWorker::Member final : MemberLinkClient {
   AdminStatus status = AdminStatus::kActive;
   MemberHealth health;
   std::unique_ptr<MemberLink> link;
+  std::unique_ptr<MemberNameWatch> name_watch;    // a member given by host name
+  std::unique_ptr<MemberNameWatch> source_watch;  // a cmd_out_address given by host name
+  std::optional<ResolvedAddress> resolved_target;
+  std::optional<ResolvedAddress> resolved_source;
   event* health_timer = nullptr;
   bool local = false;
   bool removed = false;
@@ -227,10 +232,12 @@ bool ClusterWorker::init(std::string& error) {
     return false;
   }
 
+  ControlListenerOptions listener_options;
+  listener_options.idle_timeout_ms = config_.tuning.control_idle_timeout_ms;
   if (options_.inherited_fd >= 0) {
-    listener_ = ControlListener::adopt(base_, config_.control, options_.inherited_fd, this, error);
+    listener_ = ControlListener::adopt(base_, config_.control, options_.inherited_fd, this, error, listener_options);
   } else {
-    listener_ = ControlListener::bind(base_, config_.control, this, error);
+    listener_ = ControlListener::bind(base_, config_.control, this, error, listener_options);
   }
   if (!listener_) return false;
 
@@ -335,11 +342,17 @@ void ClusterWorker::onHousekeeping() {
 void ClusterWorker::updateNotifyPeers() {
   if (!notify_relay_) return;
   std::vector<std::string> hosts;
+  std::vector<ResolvedAddress> resolved;  // host names, as their watches resolved them
   for (const auto& m : members_) {
-    if (m && !m->removed && !m->config.address.host.empty()) hosts.push_back(m->config.address.host);
+    if (!m || m->removed || m->config.address.host.empty()) continue;
+    if (!m->name_watch) {
+      hosts.push_back(m->config.address.host);
+    } else if (m->name_watch->address()) {
+      resolved.push_back(*m->name_watch->address());
+    }
   }
   std::string error;
-  if (!notify_relay_->setAllowedPeers(hosts, &error))
+  if (!notify_relay_->setAllowedPeers(hosts, &error, resolved))
     spdlog::warn("NOTIFY_PEERS_UNRESOLVED cluster={} error={}", logName(config_.name), logQuoted(error));
 }
 
@@ -370,6 +383,7 @@ bool ClusterWorker::anyOnline() const {
 
 OpResult ClusterWorker::addMemberInternal(const MemberConfig& cfg, int preferred_index) {
   if (findMember(cfg.name) != nullptr) return {false, cfg.name + ": RTPproxy already exists"};
+  if (auto loop = selfLoopError(config_.control, cfg.name, cfg.address)) return {false, std::move(*loop)};
   size_t index = 0;
   if (preferred_index >= 0) {
     index = static_cast<size_t>(preferred_index);
@@ -415,7 +429,7 @@ OpResult ClusterWorker::addMemberInternal(const MemberConfig& cfg, int preferred
   // but a restarted worker's initial members are the ones its predecessor
   // published, and their calls in the attached table must survive.
   if (!keep_attached_calls_) table_->forgetMember(ref.index);
-  applyHealth(ref, ref.health.start(nowMs()));
+  startMember(ref);
   spdlog::info("MEMBER_ADDED cluster={} member={} address={} weight={} capacity={} status={}",
                logName(config_.name), logName(cfg.name), cfg.address.uri(), cfg.weight, cfg.capacity,
                adminStatusName(cfg.status));
@@ -498,7 +512,9 @@ OpResult ClusterWorker::applyConfig(const ClusterConfig& config) {
       event_active(reaper_, 0, 0);
       m->link = MemberLink::create(base_, lo, m);
       m->health = MemberHealth(healthPolicyFrom(config.tuning));
-      applyHealth(*m, m->health.start(nowMs()));
+      m->config.address = mc.address;
+      m->config.cmd_out_address = mc.cmd_out_address;
+      startMember(*m);
     }
     m->config = mc;
     m->local = isLocalMember(mc);
@@ -647,7 +663,7 @@ void ClusterWorker::onLoopStall(const LoopStall::Window& w) {
   const uint64_t length = w.end_ms - w.start_ms;
   uint64_t suppressed = 0;
   if (log_stall_.allow(w.end_ms, suppressed)) {
-    spdlog::warn("WORKER_STALL cluster={} ms={} stalls={} suppressed={}", config_.name, length, stall_.count(),
+    spdlog::warn("WORKER_STALL cluster={} ms={} stalls={} suppressed={}", logName(config_.name), length, stall_.count(),
                  suppressed);
   }
   for (auto& j : jobs_) {
@@ -659,6 +675,70 @@ void ClusterWorker::onLoopStall(const LoopStall::Window& w) {
     applyHealth(*m, m->health.onLoopStall(w.start_ms, w.end_ms));
   }
 }
+
+void ClusterWorker::startMember(Member& m) {
+  m.name_watch.reset();
+  m.source_watch.reset();
+  m.resolved_target.reset();
+  m.resolved_source.reset();
+  const SocketAddress& address = m.config.address;
+  const bool target_name = needsNameResolution(address);
+  const bool source_name = !m.config.cmd_out_address.empty() && !isUnixPath(address.transport) &&
+                           needsNameResolution(cmdOutSocketAddress(address, m.config.cmd_out_address));
+  if (!target_name && !source_name) {
+    applyHealth(m, m.health.start(nowMs()));
+    return;
+  }
+  // Not probed until the names resolve: the link has no address to send to,
+  // and a probe failing for that would read as "probe_timeout".
+  evtimer_del(m.health_timer);
+  if (!resolver_) resolver_ = std::make_shared<NameResolver>(base_, options_.resolver_files);
+  Member* member = &m;
+  const auto unresolved = [this, member](const std::string&) {
+    spdlog::warn("MEMBER_OFFLINE cluster={} member={} reason=unresolved", logName(config_.name),
+                 logName(member->config.name));
+  };
+  if (target_name) {
+    m.name_watch = std::make_unique<MemberNameWatch>(
+        base_, resolver_, config_.name, m.config.name, address, options_.name_watch,
+        [this, member](const ResolvedAddress& a) { return onMemberResolved(*member, a, false); }, unresolved);
+  }
+  if (source_name) {
+    m.source_watch = std::make_unique<MemberNameWatch>(
+        base_, resolver_, config_.name, m.config.name, cmdOutSocketAddress(address, m.config.cmd_out_address),
+        options_.name_watch, [this, member](const ResolvedAddress& a) { return onMemberResolved(*member, a, true); },
+        unresolved);
+  }
+  if (m.name_watch) m.name_watch->start();
+  if (m.source_watch) m.source_watch->start();
+}
+
+std::optional<std::string> ClusterWorker::onMemberResolved(Member& m, const ResolvedAddress& address, bool source) {
+  if (m.removed) return std::string("member removed");
+  if (!source && isSelfLoopResolved(config_.control, m.config.address.transport, address.sa(), thisHostAddresses())) {
+    return "self loop: resolves to the cluster's own control socket " + config_.control.uri();
+  }
+  (source ? m.resolved_source : m.resolved_target) = address;
+  if ((m.name_watch && !m.resolved_target) || (m.source_watch && !m.resolved_source)) return std::nullopt;
+  // A new link to the new address, a fresh health cycle; the calls stay.
+  m.link->cancelAll();
+  MemberLinkOptions lo;
+  lo.address = m.config.address;
+  lo.cmd_out_address = m.config.cmd_out_address;
+  lo.max_retransmits = config_.tuning.command_retries;
+  lo.stall = &stall_;
+  lo.target = m.resolved_target;
+  lo.source = m.resolved_source;
+  dead_links_.push_back(std::move(m.link));
+  event_active(reaper_, 0, 0);
+  m.link = MemberLink::create(base_, lo, &m);
+  evtimer_del(m.health_timer);
+  m.health = MemberHealth(healthPolicyFrom(config_.tuning));
+  applyHealth(m, m.health.start(nowMs()));
+  updateNotifyPeers();
+  return std::nullopt;
+}
+
 
 void ClusterWorker::onProbeReply(Member& m, ProbeKind kind, LinkOutcome outcome,
                                  std::string_view body) {

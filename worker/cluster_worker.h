@@ -30,6 +30,7 @@
 #include "worker/loop_stall.h"
 #include "worker/member_health.h"
 #include "worker/member_link.h"
+#include "worker/member_resolver.h"
 #include "worker/member_selector.h"
 #include "worker/notify_relay.h"
 
@@ -87,6 +88,10 @@ class ClusterWorker : public CommandHandler {
     // attached table binds to them stay theirs (members added or deleted at
     // run time would otherwise shift the indexes).
     std::vector<std::pair<std::string, uint16_t>> previous_slots;
+    // Member host names: where the resolver reads its setup, and how it
+    // retries (tests point these at files of their own, and retry fast).
+    ResolverFiles resolver_files;
+    MemberNameWatch::Settings name_watch;
   };
 
   static std::unique_ptr<ClusterWorker> create(event_base* base, Options options,
@@ -153,6 +158,10 @@ class ClusterWorker : public CommandHandler {
  private:
   // Health.
   void applyHealth(Member& member, const HealthAction& action);
+  // Probes a member whose address is known; one with a host name is looked
+  // up first (without blocking the loop) and probed once it resolves.
+  void startMember(Member& member);
+  std::optional<std::string> onMemberResolved(Member& member, const ResolvedAddress& address, bool source);
   void onProbeReply(Member& member, ProbeKind kind, LinkOutcome outcome, std::string_view body);
   void noteCommandOutcome(Member& member, bool ok, uint64_t began_ms);
   void checkDrained(Member& member, bool after_heartbeat = false);
@@ -206,6 +215,7 @@ class ClusterWorker : public CommandHandler {
   event* reaper_ = nullptr;  // destroys removed members outside their link callbacks
   std::vector<std::unique_ptr<Member>> graveyard_;
   std::vector<std::unique_ptr<MemberLink>> dead_links_;
+  std::shared_ptr<NameResolver> resolver_;  // made for the first member with a host name
   // Per-command warnings, limited so that an outage cannot flood the log.
   LogLimiter log_cluster_error_;
   LogLimiter log_failover_;

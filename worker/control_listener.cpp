@@ -15,7 +15,10 @@
 #include <cstring>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "shared/control_socket_bind.h"
+#include "shared/log_limiter.h"
 #include "shared/time_util.h"
 #include "worker/reply_cache.h"
 
@@ -485,6 +488,7 @@ struct Connection {
   bool discarding = false;   // skipping the rest of an over-long line
   bool backlog = false;      // complete input is buffered but was not taken yet
   bool starved = false;      // waiting for a free request slot
+  uint64_t last_active = 0;  // the listener's activity sequence at the last read or reply
   size_t in_length = 0;
   char in[kMaxCommandBytes + 1];  // a line of kMaxCommandBytes plus its "\n"
   RequestSlot* queue[kMaxQueuePerConnection];
@@ -583,9 +587,17 @@ class StreamListener final : public ListenerBase {
 
   void acceptConnections() {
     for (int i = 0; i < 64; ++i) {
+      // At the limit the connection idle the longest makes room: idle
+      // clients (hundreds of them, maybe hostile) must not lock everyone
+      // else out. With every connection busy, new ones wait in the backlog.
+      Connection* victim = nullptr;
       if (active_connections_ >= max_connections_) {
-        pauseAccepting();
-        return;
+        victim = idlest();
+        if (victim == nullptr) {
+          pauseAccepting();
+          paused_full_ = true;
+          return;
+        }
       }
       const int fd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
@@ -597,13 +609,50 @@ class StreamListener final : public ListenerBase {
         }
         return;
       }
+      if (victim != nullptr) evict(*victim);  // only once a client is really waiting
       ++counters_.connections;
       if (address_.transport == Transport::kTcp || address_.transport == Transport::kTcp6) {
         const int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        // A client host that vanished (no FIN ever comes) is found by
+        // keepalive probes and its connection closed, without closing live
+        // clients that are merely quiet.
+        const int idle_s = 60, interval_s = 10, count = 3;
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
       }
       openConnection(fd);
     }
+  }
+
+  // A connection with nothing in flight and nothing left to send (unix: no
+  // command read yet).
+  bool isIdle(const Connection& c) const {
+    if (c.fd < 0 || c.close_pending) return false;
+    if (one_shot_) return !c.got_command;
+    return c.queue_count == 0 && c.out.size() == c.out_sent && !c.backlog && !c.starved;
+  }
+
+  // The idle connection least recently active, or nullptr. A scan, but only
+  // at the connection limit.
+  Connection* idlest() const {
+    Connection* victim = nullptr;
+    for (const auto& c : connections_) {
+      if (isIdle(*c) && (victim == nullptr || c->last_active < victim->last_active)) victim = c.get();
+    }
+    return victim;
+  }
+
+  void evict(Connection& victim) {
+    ++counters_.connections_evicted;
+    uint64_t suppressed = 0;
+    if (log_evicted_.allow(monotonicNs() / 1'000'000, suppressed)) {
+      spdlog::warn("CONTROL_CONNECTION_EVICTED address={} limit={} evicted={} suppressed={}", address_.uri(),
+                   max_connections_, counters_.connections_evicted, suppressed);
+    }
+    closeConnection(victim);
   }
 
   void pauseAccepting() {
@@ -636,6 +685,7 @@ class StreamListener final : public ListenerBase {
     c->close_pending = c->reading = c->writing = false;
     c->eof = c->got_command = c->discarding = c->starved = c->backlog = false;
     c->in_length = c->queue_head = c->queue_count = c->out_sent = 0;
+    c->last_active = ++activity_seq_;
     c->out.clear();
     event_assign(c->read_event, base_, fd, EV_READ | EV_PERSIST, &StreamListener::onRead, c);
     event_assign(c->write_event, base_, fd, EV_WRITE | EV_PERSIST, &StreamListener::onWrite, c);
@@ -675,6 +725,7 @@ class StreamListener final : public ListenerBase {
       closeConnection(c);
       return;
     }
+    c.last_active = ++activity_seq_;
     ++c.busy;
     if (one_shot_) {
       readCommand(c);
@@ -842,6 +893,15 @@ class StreamListener final : public ListenerBase {
       return;
     }
     updateReading(c);
+    // Clients wait in the backlog because every connection was busy: this
+    // one is idle now and can make room for the next.
+    if (paused_full_ && isIdle(c)) {
+      paused_full_ = false;
+      if (!accepting_) {
+        event_add(listen_event_, nullptr);
+        accepting_ = true;
+      }
+    }
     // Complete lines may wait in the buffer from when the connection was
     // paused; no readiness event will come for them.
     if (c.backlog && !c.starved && c.queue_count < per_connection_limit_) {
@@ -889,6 +949,7 @@ class StreamListener final : public ListenerBase {
     c.next_free = free_connections_;
     free_connections_ = &c;
     --active_connections_;
+    paused_full_ = false;
     resumeAccepting();
   }
 
@@ -911,7 +972,10 @@ class StreamListener final : public ListenerBase {
   Connection* free_connections_ = nullptr;
   Connection* starved_ = nullptr;
   size_t active_connections_ = 0;
+  uint64_t activity_seq_ = 0;  // orders connections by last activity (for eviction)
+  LogLimiter log_evicted_{1, 10'000};
   bool accepting_ = true;
+  bool paused_full_ = false;  // not accepting because every connection is busy
   event* accept_retry_event_ = nullptr;
 };
 

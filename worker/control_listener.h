@@ -88,6 +88,7 @@ struct ControlListenerCounters {
   uint64_t send_errors = 0;
   uint64_t overload_dropped = 0;  // udp: dropped, max_in_flight requests already pending
   uint64_t idle_timeouts = 0;     // stream connections closed for sending nothing in time
+  uint64_t connections_evicted = 0;  // idle stream connections closed to make room at max_connections
   uint64_t cache_evicted_early = 0;  // reply cache entries pushed out before the retention
 };
 
@@ -102,7 +103,10 @@ struct ControlListenerOptions {
   // Per cunix/tcp connection (at most 256): the connection is not read while
   // this many of its commands are unanswered.
   size_t max_in_flight_per_connection = 256;
-  // Open stream connections; beyond it new connections wait in the backlog.
+  // Open stream connections. At the limit a new client closes the
+  // connection idle the longest (nothing in flight, nothing unsent; logged
+  // CONTROL_CONNECTION_EVICTED, rate-limited); only when every connection is
+  // busy do new ones wait in the backlog.
   size_t max_connections = 512;
   // unix: a client that sends no command in this time is closed.
   uint32_t command_timeout_ms = 5000;
@@ -113,7 +117,8 @@ struct ControlListenerOptions {
 
 class ControlListener {
  public:
-  // Binds the address (unix paths: an existing socket file is replaced).
+  // Binds the address (unix paths: a stale socket file is replaced, a live
+  // one another process listens on is refused).
   // Returns nullptr and sets error on failure.
   // The listener removes a unix socket file it created when it is destroyed
   // (unless the file was replaced meanwhile).

@@ -151,26 +151,37 @@ int openConnected(const ResolvedAddress& target, int type, const ResolvedAddress
   return fd;
 }
 
+}  // namespace
+
+SocketAddress cmdOutSocketAddress(const SocketAddress& member, const std::string& cmd_out_address) {
+  SocketAddress src;
+  src.transport = member.transport;
+  src.host = cmd_out_address;
+  if (src.host.size() > 2 && src.host.front() == '[' && src.host.back() == ']') {
+    src.host = src.host.substr(1, src.host.size() - 2);
+  }
+  return src;
+}
+
+namespace {
+
 // What every transport shares: where to send, whom to tell, what was counted.
 class LinkBase : public MemberLink {
  public:
   LinkBase(event_base* base, const MemberLinkOptions& options, MemberLinkClient* client)
       : base_(base), options_(options), client_(client) {
     options_.max_retry = std::max(options_.max_retry, options_.min_retry);
-    if (!resolveAddress(options_.address, target_, target_error_)) {
-      target_error_ = "member address " + options_.address.uri() + ": " + target_error_;
-    } else {
-      target_ok_ = true;
-    }
+    resolveTarget();
     if (!options_.cmd_out_address.empty() && !isUnixPath(options_.address.transport)) {
-      SocketAddress src;
-      src.transport = options_.address.transport;
-      src.host = options_.cmd_out_address;
-      if (src.host.size() > 2 && src.host.front() == '[' && src.host.back() == ']') {
-        src.host = src.host.substr(1, src.host.size() - 2);
-      }
+      const SocketAddress src = cmdOutSocketAddress(options_.address, options_.cmd_out_address);
       std::string error;
-      if (!resolveAddress(src, source_, error)) {
+      if (options_.source) {
+        source_ = *options_.source;
+        has_source_ = true;
+      } else if (needsNameResolution(src)) {
+        target_ok_ = false;
+        target_error_ = "cmd_out_address " + options_.cmd_out_address + ": host name not resolved";
+      } else if (!resolveAddress(src, source_, error)) {
         target_ok_ = false;
         target_error_ = "cmd_out_address " + options_.cmd_out_address + ": " + error;
       } else {
@@ -219,6 +230,20 @@ class LinkBase : public MemberLink {
     if (!until) return false;
     deadline = Clock::time_point(milliseconds(*until));
     return true;
+  }
+
+  // Never asks the resolver: a host name comes resolved in options_.target.
+  void resolveTarget() {
+    if (options_.target) {
+      target_ = *options_.target;
+      target_ok_ = true;
+    } else if (needsNameResolution(options_.address)) {
+      target_error_ = "member address " + options_.address.uri() + ": host name not resolved";
+    } else if (!resolveAddress(options_.address, target_, target_error_)) {
+      target_error_ = "member address " + options_.address.uri() + ": " + target_error_;
+    } else {
+      target_ok_ = true;
+    }
   }
 
   event_base* base_;

@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -51,6 +52,13 @@ class MemberLinkClient {
 
 struct MemberLinkOptions {
   SocketAddress address;                 // the member's control socket
+  // The address already resolved (a host name the worker looked up without
+  // blocking). Unset: an IP literal, "localhost" or a unix path is resolved
+  // here; a host name is not (no getaddrinfo on the worker's loop): every
+  // command then fails with kError until a link with `target` replaces this one.
+  std::optional<ResolvedAddress> target;
+  // The same for cmd_out_address (a host name is never looked up here).
+  std::optional<ResolvedAddress> source;
   std::string cmd_out_address;           // source address to bind (IP transports); empty = any
   std::chrono::milliseconds first_retry{60};  // before any RTT is measured
   std::chrono::milliseconds min_retry{10};
@@ -72,6 +80,9 @@ struct MemberLinkCounters {
                            // cancelled, or answered already by an earlier copy)
   RttHistogram rtt;        // round trips of commands answered without a retransmission
 };
+
+// cmd_out_address as an address of the member's transport, port 0 ("[v6]" unbracketed).
+SocketAddress cmdOutSocketAddress(const SocketAddress& member, const std::string& cmd_out_address);
 
 class MemberLink {
  public:

@@ -667,7 +667,8 @@ std::unique_ptr<NotifyRelay> NotifyRelay::create(event_base* base, const Disconn
   return std::unique_ptr<NotifyRelay>(new NotifyRelay(std::move(impl)));
 }
 
-bool NotifyRelay::setAllowedPeers(const std::vector<std::string>& hosts, std::string* error) {
+bool NotifyRelay::setAllowedPeers(const std::vector<std::string>& hosts, std::string* error,
+                                  const std::vector<ResolvedAddress>& resolved) {
   std::vector<PeerIp> allowed;
   std::string failed;
   auto add = [&allowed](const sockaddr* sa) {
@@ -702,21 +703,13 @@ bool NotifyRelay::setAllowedPeers(const std::vector<std::string>& hosts, std::st
       add(reinterpret_cast<const sockaddr*>(&sin6));
       continue;
     }
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* result = nullptr;
-    if (getaddrinfo(text.c_str(), nullptr, &hints, &result) != 0 || result == nullptr) {
-      if (!failed.empty()) failed += ", ";
-      failed += text;
-      continue;
-    }
-    for (const addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) add(ai->ai_addr);
-    freeaddrinfo(result);
+    if (!failed.empty()) failed += ", ";
+    failed += text;
   }
+  for (const ResolvedAddress& r : resolved) add(r.sa());
   impl_->allowed = std::move(allowed);
   if (failed.empty()) return true;
-  if (error != nullptr) *error = "cannot resolve notify peer(s): " + failed;
+  if (error != nullptr) *error = "notify peer(s) not resolved (yet): " + failed;
   return false;
 }
 

@@ -111,11 +111,13 @@ class NotifyRelay {
 
   // Replaces the allowed peers by the IPs of these hosts (the members'
   // hosts): IP literals (IPv6 with or without brackets), "localhost" (both
-  // 127.0.0.1 and ::1), other names resolved now (not for the hot path).
-  // Empty hosts (unix members) are skipped. Hosts that do not resolve are
-  // named in `error` and left out; returns false if there were any.
+  // 127.0.0.1 and ::1), and the addresses in `resolved` (host names the
+  // worker resolved without blocking; a name itself is never looked up here).
+  // Empty hosts (unix members) are skipped. Names in `hosts` are named in
+  // `error` and left out; returns false if there were any.
   // IPv4-mapped IPv6 peers match their IPv4 address.
-  bool setAllowedPeers(const std::vector<std::string>& hosts, std::string* error = nullptr);
+  bool setAllowedPeers(const std::vector<std::string>& hosts, std::string* error = nullptr,
+                       const std::vector<ResolvedAddress>& resolved = {});
   // Same, from already resolved addresses (the port is ignored).
   void setAllowedPeers(const std::vector<ResolvedAddress>& peers);
 

@@ -657,6 +657,141 @@ TEST(Daemon, ASecondInstanceWithTheSamePidFileIsRefused) {
   EXPECT_EQ(d.ok("ls").substr(0, 12), "Cluster: #0\n");
 }
 
+// A second instance (its own pid file, so its own segment) given the running
+// one's admin or control socket path must refuse to start and leave that
+// socket alone; before, it took the path over and deleted it when it stopped.
+TEST(Daemon, ASecondInstanceOnTheSameAdminOrControlSocketIsRefusedAndTouchesNothing) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  DaemonUnderTest d(dir);
+  const std::string xml =
+      configXml(clusterXml("c1", "unix", dir.file("c1.sock"), memberXml("r1", "udp", hostPort(r1.address()))));
+  ASSERT_TRUE(d.start(xml));
+  struct stat admin_before {}, control_before {};
+  ASSERT_EQ(lstat(d.adminPath().c_str(), &admin_before), 0);
+  ASSERT_EQ(lstat(dir.file("c1.sock").c_str(), &control_before), 0);
+
+  // The same admin socket.
+  const RunResult same_admin = run({daemonBin(), "-f", "-c", d.configPath(), "-P", dir.file("second.pid"), "-s",
+                                    d.adminPath(), "-L", dir.file("log2")});
+  EXPECT_EQ(same_admin.status, 1);
+  EXPECT_NE(same_admin.err.find("admin socket: " + d.adminPath() +
+                                " is in use: another process accepts connections on it"),
+            std::string::npos)
+      << same_admin.err;
+
+  // Its own admin socket, the same cluster control socket.
+  const std::string config2 = dir.file("second.xml");
+  writeFile(config2, xml);
+  const RunResult same_control = run({daemonBin(), "-f", "-c", config2, "-P", dir.file("third.pid"), "-s",
+                                      dir.file("admin3.sock"), "-L", dir.file("log3")});
+  EXPECT_EQ(same_control.status, 1);
+  EXPECT_NE(same_control.err.find("cluster c1: control socket: " + dir.file("c1.sock") +
+                                  " is in use: another process accepts connections on it"),
+            std::string::npos)
+      << same_control.err;
+  EXPECT_FALSE(exists(dir.file("admin3.sock")));
+
+  // The running instance still owns both files and answers on both.
+  struct stat admin_after {}, control_after {};
+  ASSERT_EQ(lstat(d.adminPath().c_str(), &admin_after), 0) << "the second instance removed the admin socket";
+  ASSERT_EQ(lstat(dir.file("c1.sock").c_str(), &control_after), 0) << "the third instance removed c1.sock";
+  EXPECT_EQ(admin_after.st_ino, admin_before.st_ino);
+  EXPECT_EQ(control_after.st_ino, control_before.st_ino);
+  EXPECT_EQ(d.ok("ls").substr(0, 12), "Cluster: #0\n");
+  EXPECT_EQ(unixRequestLine(dir.file("c1.sock"), "V"), "20040107\n");
+}
+
+// <tuning><control_idle_timeout> reaches the worker's cunix listener: a quiet
+// connection is closed after it (off by default: OpenSIPS keeps its own open).
+TEST(Daemon, ControlIdleTimeoutClosesAQuietCunixConnection) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  DaemonUnderTest d(dir);
+  std::string xml =
+      configXml(clusterXml("c1", "cunix", dir.file("c1.sock"), memberXml("r1", "udp", hostPort(r1.address()))));
+  const size_t at = xml.find("</tuning>");
+  ASSERT_NE(at, std::string::npos);
+  xml.insert(at, "<control_idle_timeout>300</control_idle_timeout>");
+  ASSERT_TRUE(d.start(xml));
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const sockaddr_un un = unixAddress(dir.file("c1.sock"));
+  ASSERT_EQ(connect(fd, reinterpret_cast<const sockaddr*>(&un), sizeof un), 0);
+  ASSERT_EQ(write(fd, "V\n", 2), 2);
+  std::string got;
+  const auto start = std::chrono::steady_clock::now();
+  bool eof = false;
+  while (!eof && waitReadable(fd, 5000)) {
+    char chunk[256];
+    const ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n <= 0) eof = true;
+    else got.append(chunk, static_cast<size_t>(n));
+  }
+  const auto waited = std::chrono::steady_clock::now() - start;
+  close(fd);
+  EXPECT_EQ(got, "20040107\n");
+  EXPECT_TRUE(eof);
+  EXPECT_GE(waited, milliseconds(250));
+}
+
+// A member that is the cluster's own control socket would bounce every
+// command back into the cluster forever: refused by the config check, by a
+// reload and by `modify add`, whichever way the address is written.
+TEST(Daemon, AMemberThatIsTheClustersOwnControlSocketIsRefusedEverywhere) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  const uint16_t control = freeLoopbackPort(SOCK_DGRAM);
+  const std::string port = std::to_string(control);
+  const std::string good =
+      configXml(clusterXml("c1", "udp", "0.0.0.0:" + port, memberXml("r1", "udp", hostPort(r1.address()))));
+  const std::string looped =
+      configXml(clusterXml("c1", "udp", "0.0.0.0:" + port,
+                           memberXml("r1", "udp", hostPort(r1.address())) + memberXml("self", "udp", "127.0.0.1:" + port)));
+  const std::string expected_error = "cluster \"c1\": rtpproxy \"self\" address udp:127.0.0.1:" + port +
+                                     " is the cluster's own control socket udp:0.0.0.0:" + port +
+                                     " (its commands would loop back to the cluster)";
+
+  // The config check names the file, the cluster and the member.
+  const std::string bad_file = dir.file("looped.xml");
+  writeFile(bad_file, looped);
+  const RunResult check = run({daemonBin(), "-d", "-c", bad_file});
+  EXPECT_EQ(check.status, 1);
+  EXPECT_NE(check.err.find(bad_file + ":"), std::string::npos) << check.err;
+  EXPECT_NE(check.err.find(expected_error), std::string::npos) << check.err;
+
+  DaemonUnderTest d(dir);
+  ASSERT_TRUE(d.start(good));
+  ASSERT_TRUE(eventually([&] { return allOnline(d, "c1", 1); }));
+
+  // modify add, as localhost, as 127.0.0.1 and through the wildcard itself.
+  for (const std::string host : {"localhost", "127.0.0.1", "0.0.0.0"}) {
+    const RunResult r =
+        d.client("modify c1 add name=self,protocol=udp,address=" + host + ":" + port + ",capacity=10,weight=5");
+    EXPECT_EQ(r.status, 1) << host;
+    EXPECT_EQ(r.out, "ERROR: rtpproxy \"self\" address udp:" + host + ":" + port +
+                         " is the cluster's own control socket udp:0.0.0.0:" + port +
+                         " (its commands would loop back to the cluster)\n");
+  }
+  EXPECT_EQ(d.ok("ls c1").find("name = self"), std::string::npos);
+
+  // reload: refused, nothing changes.
+  d.writeConfig(looped);
+  const RunResult reload = d.client("reload");
+  EXPECT_EQ(reload.status, 1);
+  EXPECT_NE(reload.out.find(expected_error), std::string::npos) << reload.out;
+  EXPECT_EQ(d.ok("ls c1").find("name = self"), std::string::npos);
+
+  // The cluster still works, with r1 alone.
+  ControlClient cluster(SocketAddress{Transport::kUdp, "127.0.0.1", control, ""});
+  const std::string offer = cluster.command("U call1 192.0.2.1 4000 ft");
+  EXPECT_FALSE(offer.empty() || offer[0] == 'E') << offer;
+  EXPECT_EQ(cluster.command("D call1 ft"), "0");
+  EXPECT_EQ(r1.stat("sessions"), 0u);
+}
+
 TEST(Daemon, SigtermStopsWorkersAndLeavesNoSocketPidFileOrSegment) {
   TempDir dir;
   TestRelay r1;

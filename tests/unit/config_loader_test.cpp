@@ -613,7 +613,7 @@ TEST(ConfigLoaderErrorTest, ClusterIdentityAndDocument) {
       {"cluster unix path too long", "<rtp_cluster_config>\n<rtp_cluster><name>c1</name><protocol>unix</protocol>\n<address>/" + std::string(107, 's') + "</address>" + member + "</rtp_cluster>\n</rtp_cluster_config>", clusterError(3, "<address>: unix socket path is 108 bytes, at most 107 fit")},
       {"duplicate cluster name",
        "<rtp_cluster_config>\n"
-       "<rtp_cluster><name>c1</name><protocol>udp</protocol><address>127.0.0.1:1</address>" + member + "</rtp_cluster>\n"
+       "<rtp_cluster><name>c1</name><protocol>udp</protocol><address>127.0.0.1:3</address>" + member + "</rtp_cluster>\n"
        "<rtp_cluster>\n<name>c1</name><protocol>udp</protocol><address>127.0.0.1:2</address>" + member + "</rtp_cluster>\n"
        "</rtp_cluster_config>",
        "rtp_cluster.xml:4: duplicate cluster name \"c1\" (first at line 2)"},

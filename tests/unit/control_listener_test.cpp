@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -670,19 +671,88 @@ TEST_F(ControlListenerTest, TcpInheritedListeningSocketWorksLikeABoundOne) {
   EXPECT_EQ(readStream(client, 12).data, "did:V\ndid:V\n");
 }
 
-TEST_F(ControlListenerTest, ConnectionLimitMakesNewClientsWait) {
+// 512 idle connections (an attacker's, or leaked ones) used to lock every
+// other client out: now the connection idle the longest makes room.
+TEST_F(ControlListenerTest, AtTheConnectionLimitTheLongestIdleClientMakesRoom) {
+  // The production limit, if this process may hold both ends of it.
+  ControlListenerOptions options;
+  rlimit files{};
+  getrlimit(RLIMIT_NOFILE, &files);
+  if (files.rlim_cur < 1200 && files.rlim_max >= 1200) {
+    files.rlim_cur = 1200;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
+  if (files.rlim_cur < 1200) options.max_connections = (files.rlim_cur - 100) / 2;
+  const size_t limit = options.max_connections;
+  for (const char* transport : {"cunix:", "unix:"}) {
+    SCOPED_TRACE(transport);
+    for (int fd : client_fds_) close(fd);
+    client_fds_.clear();
+    listener_.reset();
+    listen(transport + dir_ + "/full.sock", options);
+    std::vector<int> idle;
+    for (size_t i = 0; i < limit; ++i) {
+      idle.push_back(streamClient());  // connect, send nothing
+      if (i == 0) {
+        ASSERT_TRUE(pumpUntil([&] { return listener_->counters().connections == 1; }));
+      }
+    }
+    ASSERT_TRUE(pumpUntil([&] { return listener_->counters().connections == limit; }, 10000));
+    const int late = streamClient();
+    sendAll(late, "V\n");
+    EXPECT_EQ(readStream(late, 6).data, "did:V\n");
+    EXPECT_EQ(listener_->counters().connections_evicted, 1u);
+    EXPECT_TRUE(readStream(idle.front(), 1, 2000).eof) << "the oldest idle connection made room";
+    // The others are still open: a command on the newest is answered.
+    sendAll(idle.back(), "V\n");
+    EXPECT_EQ(readStream(idle.back(), 6).data, "did:V\n");
+  }
+}
+
+TEST_F(ControlListenerTest, ConnectionLimitMakesNewClientsWaitWhileEveryConnectionIsBusy) {
   ControlListenerOptions options;
   options.max_connections = 1;
   listen("cunix:" + dir_ + "/c.sock", options);
+  handler_->mode = TestHandler::Mode::kHold;
   const int first = streamClient();
-  sendAll(first, "V\n");
-  EXPECT_EQ(readStream(first, 6).data, "did:V\n");
-  const int second = streamClient();  // sits in the backlog
+  sendAll(first, "D call f\n");
+  ASSERT_TRUE(pumpUntil([&] { return handler_->held.size() == 1; }));
+  const int second = streamClient();  // sits in the backlog: the first is busy
   sendAll(second, "X\n");
-  EXPECT_EQ(readStream(second, 1, 50).data, "");
-  close(first);
-  client_fds_.erase(client_fds_.begin());
+  EXPECT_EQ(readStream(second, 1, 100).data, "");
+  EXPECT_EQ(listener_->counters().connections_evicted, 0u);
+  handler_->answer(0);  // the first gets its answer, then makes room
+  const StreamRead r = readStream(first, 100, 2000);
+  EXPECT_EQ(r.data, "did:D call f\n");
+  EXPECT_TRUE(r.eof);
+  ASSERT_TRUE(pumpUntil([&] { return handler_->held.size() == 2; }));
+  handler_->answer(1);
   EXPECT_EQ(readStream(second, 6).data, "did:X\n");
+  EXPECT_EQ(listener_->counters().connections_evicted, 1u);
+}
+
+TEST_F(ControlListenerTest, CunixIdleConnectionIsClosedAfterTheIdleTimeoutButNotWhileACommandIsInFlight) {
+  ControlListenerOptions options;
+  options.idle_timeout_ms = 150;
+  listen("cunix:" + dir_ + "/idle.sock", options);
+  handler_->mode = TestHandler::Mode::kHold;
+  const int busy = streamClient();
+  sendAll(busy, "D call f\n");
+  ASSERT_TRUE(pumpUntil([&] { return handler_->held.size() == 1; }));
+  const int quiet = streamClient();
+  sendAll(quiet, "V\n");
+  ASSERT_TRUE(pumpUntil([&] { return handler_->held.size() == 2; }));
+  handler_->answer(1);
+  EXPECT_EQ(readStream(quiet, 6).data, "did:V\n");
+  const StreamRead closed = readStream(quiet, 100, 3000);
+  EXPECT_TRUE(closed.eof);
+  EXPECT_EQ(closed.data, "");
+  EXPECT_EQ(listener_->counters().idle_timeouts, 1u);
+  // The one waiting for its answer is not idle, however long it waits.
+  pumpFor(400);
+  handler_->answer(0);
+  EXPECT_EQ(readStream(busy, 13).data, "did:D call f\n");
+  EXPECT_EQ(listener_->counters().idle_timeouts, 1u);
 }
 
 // --- steady state ---------------------------------------------------------

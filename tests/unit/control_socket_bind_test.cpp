@@ -108,6 +108,73 @@ TEST_F(ControlSocketBindTest, UnixStreamReplacesAStaleSocketFileAndListens) {
   EXPECT_EQ(file.dev, st.st_dev);
 }
 
+// A second instance given the same path must not take over the first one's
+// socket (and delete it when it stops): a socket something still listens on
+// is refused, and left as it was.
+TEST_F(ControlSocketBindTest, UnixRefusesALiveSocketSomeoneElseListensOn) {
+  const std::string path = dir_ + "/ctl.sock";
+  const int live = keep(socket(AF_UNIX, SOCK_STREAM, 0));  // not bound through bindControlSocket
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  std::strncpy(sun.sun_path, path.c_str(), sizeof sun.sun_path - 1);
+  ASSERT_EQ(::bind(live, reinterpret_cast<sockaddr*>(&sun), sizeof sun), 0);
+  ASSERT_EQ(listen(live, 8), 0);
+  struct stat before {};
+  ASSERT_EQ(lstat(path.c_str(), &before), 0);
+
+  for (Transport t : {Transport::kUnix, Transport::kCunix}) {
+    SocketFileId file;
+    std::string error;
+    EXPECT_EQ(keep(bindControlSocket(unixAddress(t, path), {}, file, error)), -1);
+    EXPECT_EQ(error, path + " is in use: another process accepts connections on it (stop it, or choose another path)");
+    EXPECT_EQ(file.ino, 0u);
+  }
+  struct stat after {};
+  ASSERT_EQ(lstat(path.c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino);
+  EXPECT_TRUE(connectUnix(path));  // still reaches the first listener
+}
+
+TEST_F(ControlSocketBindTest, UnixRefusesALiveDatagramSocket) {
+  const std::string path = dir_ + "/dgram.sock";
+  const int live = keep(socket(AF_UNIX, SOCK_DGRAM, 0));
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  std::strncpy(sun.sun_path, path.c_str(), sizeof sun.sun_path - 1);
+  ASSERT_EQ(::bind(live, reinterpret_cast<sockaddr*>(&sun), sizeof sun), 0);
+  int probe_errno = 0;
+  EXPECT_EQ(probeUnixSocketFile(path, probe_errno), UnixSocketPeer::kLive);
+  SocketFileId file;
+  std::string error;
+  EXPECT_EQ(keep(bindControlSocket(unixAddress(Transport::kCunix, path), {}, file, error)), -1);
+  EXPECT_NE(error.find("is in use"), std::string::npos) << error;
+}
+
+TEST_F(ControlSocketBindTest, ProbeTellsStaleFromLiveFromAbsent) {
+  const std::string path = dir_ + "/p.sock";
+  int probe_errno = 0;
+  EXPECT_EQ(probeUnixSocketFile(path, probe_errno), UnixSocketPeer::kAbsent);
+  const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  std::strncpy(sun.sun_path, path.c_str(), sizeof sun.sun_path - 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun), 0);
+  EXPECT_EQ(probeUnixSocketFile(path, probe_errno), UnixSocketPeer::kStale);  // bound, not listening
+  ASSERT_EQ(listen(fd, 0), 0);
+  EXPECT_EQ(probeUnixSocketFile(path, probe_errno), UnixSocketPeer::kLive);
+  // A listener whose backlog is full still counts as live (the probe does not wait).
+  std::vector<int> waiting;
+  for (int i = 0; i < 8; ++i) {
+    const int c = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    waiting.push_back(c);
+    connect(c, reinterpret_cast<sockaddr*>(&sun), sizeof sun);
+  }
+  EXPECT_EQ(probeUnixSocketFile(path, probe_errno), UnixSocketPeer::kLive);
+  for (int c : waiting) close(c);
+  close(fd);
+  EXPECT_EQ(probeUnixSocketFile(path, probe_errno), UnixSocketPeer::kStale);
+}
+
 TEST_F(ControlSocketBindTest, UnixRefusesToReplaceARegularFileAndLeavesItAlone) {
   const std::string path = dir_ + "/not_a_socket";
   close(open(path.c_str(), O_CREAT | O_WRONLY, 0600));
