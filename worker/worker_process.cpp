@@ -20,6 +20,7 @@
 
 #include "shared/admin_command.h"
 #include "shared/log_quote.h"
+#include "shared/log_setup.h"
 #include "shared/session_table.h"
 #include "shared/shm_segment.h"
 #include "shared/signal_fd.h"
@@ -334,6 +335,7 @@ int WorkerProcess::run() {
   }
   publish();
   spdlog::info("WORKER_READY cluster={} pid={} slot={}", options_.config.name, getpid(), options_.slot);
+  (void)!send(options_.channel_fd, kWorkerReadyMessage.data(), kWorkerReadyMessage.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   event_base_dispatch(base_);
   publish();
   spdlog::info("WORKER_EXIT cluster={} pid={} code={}", options_.config.name, getpid(), exit_code_);
@@ -393,9 +395,10 @@ void WorkerProcess::onSignal() {
 
 void WorkerProcess::reopenLog() {
   if (options_.log_file.empty()) return;
-  const int fd = open(options_.log_file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  std::string error;
+  const int fd = openLogFile(options_.log_file, error);
   if (fd < 0) {
-    spdlog::error("LOG_REOPEN_FAILED file={} error={}", options_.log_file, logQuoted(std::strerror(errno)));
+    spdlog::error("LOG_REOPEN_FAILED file={} error={}", options_.log_file, logQuoted(error));
     return;
   }
   dup2(fd, STDERR_FILENO);

@@ -1270,5 +1270,149 @@ TEST(DaemonLog, EveryLineCarriesItsSyslogPriorityExactlyWhenStderrIsTheJournal) 
   }
 }
 
+
+// ---------------------------------------------------------------------------
+// Start-up readiness, reload of a non-regular file, un-draining.
+
+// A unix datagram socket standing in for systemd's NOTIFY_SOCKET.
+class FakeNotifySocket {
+ public:
+  explicit FakeNotifySocket(const std::string& path) : path_(path) {
+    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    std::strncpy(un.sun_path, path.c_str(), sizeof un.sun_path - 1);
+    bound_ = bind(fd_, reinterpret_cast<sockaddr*>(&un), sizeof un) == 0;
+  }
+  ~FakeNotifySocket() { close(fd_); }
+  FakeNotifySocket(const FakeNotifySocket&) = delete;
+  FakeNotifySocket& operator=(const FakeNotifySocket&) = delete;
+  bool bound() const { return bound_; }
+  // The next state datagram, "" when none came within limit_ms.
+  std::string next(int limit_ms = 10000) const {
+    char buf[256];
+    if (!waitReadable(fd_, limit_ms)) return "";
+    const ssize_t n = recv(fd_, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool bound_ = false;
+};
+
+// READY=1 means "serving": by the time it arrives every worker has logged
+// WORKER_READY (it reports to the supervisor after that line) and every
+// control socket answers at once. It used to be sent right after the forks,
+// while the workers were still creating their session tables.
+TEST(DaemonReady, ReadyIsSentOnlyOnceEveryWorkerServes) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  FakeNotifySocket notify(dir.file("notify.sock"));
+  ASSERT_TRUE(notify.bound());
+  // Default session tables (1,048,576 calls, 32 MiB each to set up) make a
+  // worker take a while before it serves.
+  constexpr int kClusters = 4;
+  std::string clusters;
+  std::vector<SocketAddress> controls;
+  for (int i = 0; i < kClusters; ++i) {
+    const uint16_t port = freeLoopbackPort(SOCK_DGRAM);
+    controls.push_back(SocketAddress{Transport::kUdp, "127.0.0.1", port, ""});
+    clusters += "  <rtp_cluster>\n    <name>c" + std::to_string(i) + "</name><protocol>udp</protocol><address>127.0.0.1:" +
+                std::to_string(port) + "</address>\n" + memberXml("r1", "udp", hostPort(r1.address())) +
+                "  </rtp_cluster>\n";
+  }
+  writeFile(dir.file("c.xml"), configXml(clusters));
+  setenv("NOTIFY_SOCKET", dir.file("notify.sock").c_str(), 1);
+  const pid_t pid = spawnToFiles({daemonBin(), "-f", "-c", dir.file("c.xml"), "-P", dir.file("pid"), "-s",
+                                  dir.file("admin.sock")},
+                                 dir.file("out"), dir.file("err"), "");
+  unsetenv("NOTIFY_SOCKET");
+  TermAtExit stop{pid};
+  ASSERT_EQ(notify.next(), "READY=1");
+  // Read at once: nothing the workers log later may count.
+  const std::string log = readFile(dir.file("err"));
+  EXPECT_EQ(linesWith(log, "WORKER_READY cluster=").size(), static_cast<size_t>(kClusters)) << log;
+  const std::vector<std::string> ready = linesWith(log, "SUPERVISOR_READY");
+  ASSERT_EQ(ready.size(), 1U) << log;
+  EXPECT_GT(log.find("SUPERVISOR_READY"), log.rfind("WORKER_READY cluster=")) << log;
+  for (const SocketAddress& control : controls) {
+    ControlClient c(control);
+    EXPECT_EQ(c.datagram("v1", "V", 2000), "20040107") << control.uri();
+  }
+  // `READY pid=` on stdout (-f) follows the same rule.
+  EXPECT_TRUE(eventually([&] { return readFile(dir.file("out")) == "READY pid=" + std::to_string(pid) + "\n"; }))
+      << readFile(dir.file("out"));
+  kill(pid, SIGTERM);
+  EXPECT_EQ(waitExit(pid), 0);
+  stop.pid = 0;
+}
+
+// A FIFO at the config path: `reload` answers an error at once (opening it
+// used to wait for a writer for ever, after which the supervisor neither
+// stopped on SIGTERM nor restarted a killed worker).
+TEST(Daemon, AFifoReplacingTheConfigFailsTheReloadAndTheDaemonKeepsWorking) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  DaemonUnderTest d(dir);
+  ASSERT_TRUE(d.start(configXml(clusterXml("c1", "unix", dir.file("c1.sock"), memberXml("r1", "udp", hostPort(r1.address()))))));
+  ASSERT_EQ(unlink(d.configPath().c_str()), 0);
+  ASSERT_EQ(mkfifo(d.configPath().c_str(), 0600), 0);
+  const auto before = Clock::now();
+  const RunResult reload = d.client("reload");
+  EXPECT_LT(Clock::now() - before, milliseconds(5000));
+  EXPECT_EQ(reload.out, "ERROR: " + d.configPath() + ": not a regular file\n") << reload.err;
+  d.process().signal(SIGHUP);  // the same through the signal
+  EXPECT_GT(d.killWorker(0), 0) << "a killed worker is still restarted";
+  EXPECT_EQ(d.ok("ls").substr(0, 12), "Cluster: #0\n");
+  const int status = d.process().stop(SIGTERM, milliseconds(5000));
+  ASSERT_TRUE(WIFEXITED(status)) << "SIGTERM still stops it: " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// A member the previous reload removed (draining: it still had calls) and
+// this reload brings back logs MEMBER_UNDRAINED, like every other change of
+// a member's status.
+TEST(DaemonLog, AReloadThatBringsBackADrainingMemberLogsIt) {
+  TempDir dir;
+  TestRelay r1, r2;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  ASSERT_TRUE(r2.start("udp:127.0.0.1:0", dir.file("r2.adm"), {"-l", "127.0.0.2"}));
+  const uint16_t port = freeLoopbackPort(SOCK_DGRAM);
+  const std::string both = memberXml("r1", "udp", hostPort(r1.address())) + memberXml("r2", "udp", hostPort(r2.address()));
+  const std::string only_r1 = memberXml("r1", "udp", hostPort(r1.address()));
+  writeFile(dir.file("c.xml"), configXml(clusterXml("c1", "udp", "127.0.0.1:" + std::to_string(port), both)));
+  const pid_t pid = spawnToFiles({daemonBin(), "-f", "-c", dir.file("c.xml"), "-P", dir.file("pid"), "-s",
+                                  dir.file("admin.sock")},
+                                 dir.file("out"), dir.file("err"), "");
+  TermAtExit stop{pid};
+  ASSERT_TRUE(eventually([&] { return readFile(dir.file("out")).find("READY pid=") != std::string::npos; }));
+  const auto client = [&](const std::string& command) {
+    return run({clientBin(), "-s", dir.file("admin.sock"), command}).out;
+  };
+  ASSERT_TRUE(eventually([&] { return client("ls").find("online members = 2\n") != std::string::npos; }));
+  // Calls until one is on r2.
+  ControlClient c(SocketAddress{Transport::kUdp, "127.0.0.1", port, ""});
+  bool on_r2 = false;
+  for (int i = 0; i < 40 && !on_r2; ++i) {
+    on_r2 = c.command("U undrain" + std::to_string(i) + " 192.0.2.1 4000 ft").find("127.0.0.2") != std::string::npos;
+  }
+  ASSERT_TRUE(on_r2);
+  writeFile(dir.file("c.xml"), configXml(clusterXml("c1", "udp", "127.0.0.1:" + std::to_string(port), only_r1)));
+  ASSERT_EQ(client("reload"), "Loaded 1 clusters and 1 RTP proxies\nOK\n");
+  ASSERT_TRUE(eventually([&] { return !linesWith(readFile(dir.file("err")), "MEMBER_DRAINING cluster=c1 member=r2").empty(); }));
+  writeFile(dir.file("c.xml"), configXml(clusterXml("c1", "udp", "127.0.0.1:" + std::to_string(port), both)));
+  ASSERT_EQ(client("reload"), "Loaded 1 clusters and 2 RTP proxies\nOK\n");
+  const std::vector<std::string> lines = linesWith(readFile(dir.file("err")), "MEMBER_UNDRAINED");
+  ASSERT_EQ(lines.size(), 1U) << readFile(dir.file("err"));
+  EXPECT_NE(lines[0].find("] info MEMBER_UNDRAINED cluster=c1 member=r2 status=ACTIVE"), std::string::npos) << lines[0];
+  kill(pid, SIGTERM);
+  EXPECT_EQ(waitExit(pid), 0);
+  stop.pid = 0;
+}
+
 }  // namespace
 }  // namespace rtpc::testing
