@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <bitset>
 #include <cerrno>
@@ -163,6 +164,13 @@ class TableKeeper {
   void save(const ShmSegment& segment, uint32_t slot, void* memory, size_t bytes) {
     if (memory == nullptr) return;
     const SessionTable* table = SessionTable::attach(memory, bytes);
+    if (table == nullptr && bytes >= 64 &&
+        std::any_of(static_cast<const unsigned char*>(memory), static_cast<const unsigned char*>(memory) + 64,
+                    [](unsigned char b) { return b != 0; })) {
+      // Not a fresh (zeroed) block: a table that does not check out (garbage
+      // in its header). ClusterWorker starts a new one; its calls are lost.
+      spdlog::error("SESSION_TABLE_INVALID slot={} bytes={} action=new_table", slot, bytes);
+    }
     if (table == nullptr || table->size() == 0) return;
     saved_ = true;
     for (uint32_t i = 0; i < kMaxMembersPerCluster; ++i) {

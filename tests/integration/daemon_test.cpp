@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "shared/admin_command.h"
+#include "shared/shm_layout.h"
 #include "supervisor/daemon.h"
 #include "tests/integration/test_support.h"
 
@@ -1412,6 +1413,88 @@ TEST(DaemonLog, AReloadThatBringsBackADrainingMemberLogsIt) {
   kill(pid, SIGTERM);
   EXPECT_EQ(waitExit(pid), 0);
   stop.pid = 0;
+}
+
+// Garbage written into a running daemon's segment (/dev/shm): the header,
+// a slot record's table offset and size, the session table's header. The
+// supervisor works from its private copy, answers `ls`, logs and rewrites
+// what was scribbled; a worker restarted over a garbage table starts a new
+// one. Nothing crashes.
+TEST(DaemonLog, GarbageInTheSharedSegmentIsRepairedAndCrashesNothing) {
+  TempDir dir;
+  TestRelay r1;
+  ASSERT_TRUE(r1.start("udp:127.0.0.1:0", dir.file("r1.adm")));
+  const uint16_t port = freeLoopbackPort(SOCK_DGRAM);
+  writeFile(dir.file("c.xml"), configXml(clusterXml("c1", "udp", "127.0.0.1:" + std::to_string(port),
+                                                    memberXml("r1", "udp", hostPort(r1.address())))));
+  const pid_t pid = spawnToFiles({daemonBin(), "-f", "-c", dir.file("c.xml"), "-P", dir.file("pid"), "-s",
+                                  dir.file("admin.sock"), "--restart-backoff", "20:200"},
+                                 dir.file("out"), dir.file("err"), "");
+  TermAtExit stop{pid};
+  ASSERT_TRUE(eventually([&] { return readFile(dir.file("out")).find("READY pid=") != std::string::npos; }));
+  const auto client = [&](const std::string& command) {
+    return run({clientBin(), "-s", dir.file("admin.sock"), command}).out;
+  };
+  const SocketAddress control{Transport::kUdp, "127.0.0.1", port, ""};
+  ASSERT_TRUE(eventually([&] { return client("ls").find("online members = 1 (") != std::string::npos; }));
+  {
+    ControlClient c(control);
+    ASSERT_NE(c.command("U garbage1 192.0.2.1 4000 ft"), "");
+  }
+  const std::string shm = "/dev/shm/" + Daemon::shmNameFor(dir.file("pid"));
+  const int fd = open(shm.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0) << shm;
+  ShmHeader header{};
+  ASSERT_EQ(pread(fd, &header, sizeof header, 0), static_cast<ssize_t>(sizeof header));
+  uint64_t table_offset = 0;
+  ASSERT_EQ(pread(fd, &table_offset, 8, static_cast<off_t>(header.clusters_offset + offsetof(ClusterRecord, table_offset))), 8);
+  ASSERT_GE(table_offset, header.arena_offset);
+  const auto scribble = [fd](uint64_t offset, uint64_t value) {
+    ASSERT_EQ(pwrite(fd, &value, sizeof value, static_cast<off_t>(offset)), 8);
+  };
+
+  // The header: slot count, stride, arena, total size.
+  scribble(offsetof(ShmHeader, cluster_slots), 0xffffffffffffffffull);
+  scribble(offsetof(ShmHeader, cluster_stride), 0x7fffffffffffull);
+  scribble(offsetof(ShmHeader, arena_offset), 0xfffffffffffff000ull);
+  scribble(offsetof(ShmHeader, total_bytes), 1);
+  // Slot 0's table block, as if it lay beyond the segment; a phantom slot 5.
+  scribble(header.clusters_offset + offsetof(ClusterRecord, table_offset), 0xfffffffffffff000ull);
+  scribble(header.clusters_offset + offsetof(ClusterRecord, table_bytes), 0x10000000000ull);
+  scribble(header.clusters_offset + 5 * header.cluster_stride + offsetof(ClusterRecord, in_use), 1);
+  // The session table's header (geometry and magic).
+  for (uint64_t at = 8; at < 64; at += 8) scribble(table_offset + at, 0x00ff00ff00ff00ffull);
+
+  const std::string ls = client("ls");
+  EXPECT_NE(ls.find("name = c1\n"), std::string::npos) << ls;
+  EXPECT_EQ(ls.find("Cluster: #1"), std::string::npos) << "no phantom cluster: " << ls;
+  ASSERT_TRUE(eventually([&] { return !linesWith(readFile(dir.file("err")), "SHM_SEGMENT_REPAIRED").empty(); }));
+  const std::vector<std::string> repaired = linesWith(readFile(dir.file("err")), "SHM_SEGMENT_REPAIRED");
+  EXPECT_NE(repaired[0].find("rewritten=\"header, slot 0, slot 5\""), std::string::npos) << repaired[0];
+  ShmHeader after{};
+  ASSERT_EQ(pread(fd, &after, sizeof after, 0), static_cast<ssize_t>(sizeof after));
+  EXPECT_EQ(std::memcmp(&after, &header, sizeof header), 0) << "the header is rewritten";
+
+  // The worker, restarted over the scribbled session table, starts a new
+  // one and serves; the supervisor is still there.
+  const std::string workers = client("workers");
+  const size_t at = workers.find("    pid = ");
+  ASSERT_NE(at, std::string::npos) << workers;
+  const pid_t worker = static_cast<pid_t>(std::atoi(workers.c_str() + at + 10));
+  ASSERT_GT(worker, 0);
+  ASSERT_EQ(kill(worker, SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] { return linesWith(readFile(dir.file("err")), "WORKER_READY cluster=c1").size() == 2; }));
+  ControlClient c(control);
+  EXPECT_EQ(c.command("V"), "20040107");
+  EXPECT_NE(c.command("U garbage2 192.0.2.1 4000 ft"), "");
+  EXPECT_EQ(kill(pid, 0), 0);
+  close(fd);
+  kill(pid, SIGTERM);
+  EXPECT_EQ(waitExit(pid), 0);
+  stop.pid = 0;
+  const std::string log = readFile(dir.file("err"));
+  EXPECT_EQ(linesWith(log, "WORKER_EXITED").size(), 1U) << "only the worker killed here exited: " << log;
+  EXPECT_EQ(linesWith(log, "SESSION_TABLE_INVALID").size(), 1U) << log;
 }
 
 }  // namespace
