@@ -73,7 +73,12 @@ bool Supervisor::start(std::string& error) {
   if (!admin_) return false;
   if (config_.metrics_address) {
     metrics_ = MetricsServer::create(
-        base_, *config_.metrics_address, [this] { return renderPrometheus(takeSnapshot(*segment_)); }, error);
+        base_, *config_.metrics_address,
+        [this] {
+          repairSegment();
+          return renderPrometheus(takeSnapshot(*segment_));
+        },
+        error);
     if (!metrics_) return false;
     spdlog::info("METRICS_LISTENING address={}", metrics_->address().uri());
   }
