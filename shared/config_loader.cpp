@@ -475,7 +475,10 @@ LoadResult loadConfigText(std::string_view xml, std::string_view display_name) {
 LoadResult loadConfigFile(const std::string& path) {
   try {
     const auto fail = [&path](const std::string& why) { return LoadResult{std::nullopt, path + ": " + why}; };
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+    // writer, forever (a reload would hang the supervisor). A symlink is
+    // followed (the reference accepts one); its target must be a regular file.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return fail(std::string("cannot open: ") + std::strerror(errno));
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

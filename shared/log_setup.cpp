@@ -3,8 +3,12 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <charconv>
 #include <cstdlib>
@@ -71,6 +75,25 @@ char journalPriority(spdlog::level::level_enum level) {
     default:  // debug, trace
       return '7';
   }
+}
+
+std::string openErrorText(int err) {
+  // O_NOFOLLOW reports a symlink as ELOOP ("Too many levels of symbolic
+  // links"), which reads like a loop rather than a refusal.
+  if (err == ELOOP) return "it is a symbolic link (refusing to follow it)";
+  return std::strerror(err);
+}
+
+int openLogFile(const std::string& path, std::string& error) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
+  if (fd < 0) {
+    error = "cannot open the log file " + path + ": " + openErrorText(errno);
+    return -1;
+  }
+  // Writes block as usual (a slow disk or a full pipe must not lose lines).
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  return fd;
 }
 
 void setUpLogging(spdlog::level::level_enum level, bool journal) {

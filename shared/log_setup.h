@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace rtpc {
@@ -40,5 +41,17 @@ char journalPriority(spdlog::level::level_enum level);
 // prefix when `journal`. Called again after stderr changed (detaching) to
 // decide the prefix anew.
 void setUpLogging(spdlog::level::level_enum level, bool journal);
+
+// Opens the log file for appending (creating it 0640), never through a
+// symbolic link (a link planted at the path would make the daemon append to,
+// or create, whatever it points at) and never blocking (a FIFO without a
+// reader is refused instead of hanging the open). The descriptor is blocking
+// and close-on-exec. -1 and a one-line error ("cannot open the log file PATH:
+// ...") on failure.
+int openLogFile(const std::string& path, std::string& error);
+
+// "it is a symbolic link (refusing to follow it)" for ELOOP from an
+// O_NOFOLLOW open, else strerror(err).
+std::string openErrorText(int err);
 
 }  // namespace rtpc

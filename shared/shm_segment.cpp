@@ -181,6 +181,8 @@ std::unique_ptr<ShmSegment> ShmSegment::create(const std::string& name, const Se
       return nullptr;
   }
 
+  seg->creator_ = true;
+  seg->slots_.resize(plan.cluster_slots);
   auto* h = new (seg->base_) ShmHeader{};
   h->layout_version = kShmLayoutVersion;
   h->header_bytes = sizeof(ShmHeader);
@@ -200,7 +202,8 @@ std::unique_ptr<ShmSegment> ShmSegment::create(const std::string& name, const Se
   // never accepts a half-written header.
   std::atomic_thread_fence(std::memory_order_release);
   std::atomic_ref<uint64_t>(h->magic).store(kShmMagic, std::memory_order_release);
-  seg->header_ = h;
+  std::memcpy(&seg->layout_, h, sizeof(ShmHeader));
+  seg->layout_.magic = kShmMagic;
   return seg;
 }
 
@@ -223,37 +226,63 @@ std::unique_ptr<ShmSegment> ShmSegment::open(const std::string& name, std::strin
     return nullptr;
   }
   seg->base_ = static_cast<unsigned char*>(seg->region_->get_address());
-  const auto* h = reinterpret_cast<const ShmHeader*>(seg->base_);
-  const uint64_t magic = std::atomic_ref<uint64_t>(const_cast<uint64_t&>(h->magic)).load(std::memory_order_acquire);
-  const std::string prefix = "shared memory \"" + name + "\": ";
-  if (magic != kShmMagic) {
-    error = prefix + "bad magic (not an rtp_cluster segment, or its creator died while creating it)";
+  // One copy, checked and used from then on: a header that changes under us
+  // cannot pass the check with one value and be used with another.
+  std::memcpy(&seg->layout_, seg->base_, sizeof(ShmHeader));
+  seg->layout_.magic = std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(seg->base_)).load(std::memory_order_acquire);
+  const uint64_t mapped = std::min<uint64_t>(static_cast<uint64_t>(size), seg->region_->get_size());
+  const std::string why = checkHeader(seg->layout_, mapped);
+  if (!why.empty()) {
+    error = "shared memory \"" + name + "\": " + why;
     return nullptr;
   }
-  if (h->layout_version != kShmLayoutVersion) {
-    error = prefix + "layout version " + std::to_string(h->layout_version) + ", this binary reads " +
-            std::to_string(kShmLayoutVersion) + " (segment of another rtp_cluster version?)";
-    return nullptr;
+  // The allocations as the records say, each block checked against the arena.
+  seg->slots_.resize(seg->layout_.cluster_slots);
+  for (uint32_t i = 0; i < seg->layout_.cluster_slots; ++i) {
+    const ClusterRecord& c = *seg->cluster(i);
+    SlotAllocation& a = seg->slots_[i];
+    a.in_use = c.in_use.load(kRelaxed) != 0;
+    if (!a.in_use) continue;
+    a.generation = c.generation.load(kRelaxed);
+    a.max_calls = c.table_max_calls.load(kRelaxed);
+    const uint64_t offset = c.table_offset.load(kRelaxed);
+    const uint64_t bytes = c.table_bytes.load(kRelaxed);
+    if (tableBlockValid(seg->layout_, offset, bytes)) {
+      a.table_offset = offset;
+      a.table_bytes = bytes;
+    }
+    loadText(c.name, sizeof c.name, a.name);
   }
-  if (h->header_bytes != sizeof(ShmHeader) || h->cluster_record_bytes != sizeof(ClusterRecord) ||
-      h->member_record_bytes != sizeof(MemberRecord) || h->members_per_cluster != kMaxMembersPerCluster ||
-      h->clusters_offset != kShmClustersOffset || h->cluster_stride != kShmClusterStride) {
-    error = prefix + "record sizes differ from this binary's layout";
-    return nullptr;
-  }
-  const uint64_t records_end = h->clusters_offset + uint64_t{h->cluster_slots} * h->cluster_stride;
-  if (h->total_bytes != static_cast<uint64_t>(size)) {
-    error = prefix + "size is " + std::to_string(size) + " bytes, header says " +
-            std::to_string(h->total_bytes);
-    return nullptr;
-  }
-  if (h->cluster_slots == 0 || h->cluster_slots > kMaxClusterSlots || h->arena_offset < records_end ||
-      h->arena_offset % kShmPageBytes != 0 || h->arena_offset + h->arena_bytes != h->total_bytes) {
-    error = prefix + "inconsistent header (slots, arena)";
-    return nullptr;
-  }
-  seg->header_ = const_cast<ShmHeader*>(h);
   return seg;
+}
+
+std::string ShmSegment::checkHeader(const ShmHeader& h, uint64_t real_size) {
+  if (h.magic != kShmMagic) return "bad magic (not an rtp_cluster segment, or its creator died while creating it)";
+  if (h.layout_version != kShmLayoutVersion) {
+    return "layout version " + std::to_string(h.layout_version) + ", this binary reads " +
+           std::to_string(kShmLayoutVersion) + " (segment of another rtp_cluster version?)";
+  }
+  if (h.header_bytes != sizeof(ShmHeader) || h.cluster_record_bytes != sizeof(ClusterRecord) ||
+      h.member_record_bytes != sizeof(MemberRecord) || h.members_per_cluster != kMaxMembersPerCluster ||
+      h.clusters_offset != kShmClustersOffset || h.cluster_stride != kShmClusterStride) {
+    return "record sizes differ from this binary's layout";
+  }
+  if (h.total_bytes != real_size) {
+    return "size is " + std::to_string(real_size) + " bytes, header says " + std::to_string(h.total_bytes);
+  }
+  if (h.cluster_slots == 0 || h.cluster_slots > kMaxClusterSlots) return "inconsistent header (slots, arena)";
+  // Slots are at most kMaxClusterSlots and the stride is fixed: no overflow.
+  const uint64_t records_end = h.clusters_offset + uint64_t{h.cluster_slots} * h.cluster_stride;
+  if (h.arena_offset < records_end || h.arena_offset % kShmPageBytes != 0 || h.arena_offset > h.total_bytes ||
+      h.arena_bytes != h.total_bytes - h.arena_offset) {
+    return "inconsistent header (slots, arena)";
+  }
+  return {};
+}
+
+bool ShmSegment::tableBlockValid(const ShmHeader& layout, uint64_t offset, uint64_t bytes) {
+  return bytes != 0 && offset >= layout.arena_offset && offset % kTableBlockAlignment == 0 &&
+         offset <= layout.total_bytes && bytes <= layout.total_bytes - offset;
 }
 
 int ShmSegment::fd() const { return shm_->get_mapping_handle().handle; }
@@ -278,9 +307,8 @@ void ShmSegment::zeroRange(uint64_t offset, uint64_t bytes) {
 }
 
 ClusterRecord* ShmSegment::cluster(uint32_t index) {
-  if (index >= header_->cluster_slots) return nullptr;
-  return std::launder(reinterpret_cast<ClusterRecord*>(base_ + header_->clusters_offset +
-                                                       uint64_t{index} * header_->cluster_stride));
+  if (index >= layout_.cluster_slots) return nullptr;
+  return std::launder(reinterpret_cast<ClusterRecord*>(base_ + recordOffset(index)));
 }
 
 const ClusterRecord* ShmSegment::cluster(uint32_t index) const {
@@ -299,29 +327,24 @@ const MemberRecord* ShmSegment::member(uint32_t index, uint32_t member) const {
 
 void* ShmSegment::sessionMemory(uint32_t index, size_t& bytes) {
   bytes = 0;
-  ClusterRecord* c = cluster(index);
-  if (c == nullptr || c->in_use.load(kRelaxed) == 0) return nullptr;
-  const uint64_t offset = c->table_offset.load(kRelaxed);
-  const uint64_t size = c->table_bytes.load(kRelaxed);
-  if (offset == 0 || size == 0 || offset < header_->arena_offset || offset + size > header_->total_bytes)
-    return nullptr;
-  bytes = size;
-  return base_ + offset;
+  if (index >= slots_.size()) return nullptr;
+  const SlotAllocation& a = slots_[index];
+  if (!a.in_use || !tableBlockValid(layout_, a.table_offset, a.table_bytes)) return nullptr;
+  bytes = a.table_bytes;
+  return base_ + a.table_offset;
 }
 
 std::optional<uint32_t> ShmSegment::findCluster(std::string_view name) const {
-  for (uint32_t i = 0; i < header_->cluster_slots; ++i) {
-    const ClusterRecord* c = cluster(i);
-    if (c->in_use.load(kRelaxed) != 0 && textEquals(c->name, sizeof c->name, name)) return i;
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].in_use && slots_[i].name == name) return i;
   }
   return std::nullopt;
 }
 
 uint64_t ShmSegment::arenaUsedBytes() const {
   uint64_t used = 0;
-  for (uint32_t i = 0; i < header_->cluster_slots; ++i) {
-    const ClusterRecord* c = cluster(i);
-    if (c->in_use.load(kRelaxed) != 0) used += c->table_bytes.load(kRelaxed);
+  for (const SlotAllocation& a : slots_) {
+    if (a.in_use) used += a.table_bytes;
   }
   return used;
 }
@@ -337,20 +360,62 @@ std::optional<uint64_t> ShmSegment::findArenaGap(uint64_t bytes, uint32_t ignore
     uint64_t offset, bytes;
   };
   std::vector<Block> used;
-  for (uint32_t i = 0; i < header_->cluster_slots; ++i) {
-    const ClusterRecord* c = cluster(i);
-    if (i == ignore_slot || c->in_use.load(kRelaxed) == 0) continue;
-    const uint64_t size = c->table_bytes.load(kRelaxed);
-    if (size != 0) used.push_back({c->table_offset.load(kRelaxed), size});
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    const SlotAllocation& a = slots_[i];
+    if (i == ignore_slot || !a.in_use || a.table_bytes == 0) continue;
+    used.push_back({a.table_offset, a.table_bytes});
   }
   std::sort(used.begin(), used.end(), [](const Block& a, const Block& b) { return a.offset < b.offset; });
-  uint64_t cursor = header_->arena_offset;
+  uint64_t cursor = layout_.arena_offset;
   for (const Block& b : used) {
     if (b.offset >= cursor && b.offset - cursor >= bytes) return cursor;
     cursor = std::max(cursor, b.offset + b.bytes);
   }
-  if (header_->total_bytes - cursor >= bytes) return cursor;
+  if (layout_.total_bytes - cursor >= bytes) return cursor;
   return std::nullopt;
+}
+
+void ShmSegment::writeSlot(uint32_t index) {
+  ClusterRecord& c = *cluster(index);
+  const SlotAllocation& a = slots_[index];
+  c.slot_seq.recover();  // only this process writes the slot part: odd = scribbled
+  c.slot_seq.writeBegin();
+  c.in_use.store(a.in_use ? 1 : 0, kRelaxed);
+  c.generation.store(a.generation, kRelaxed);
+  c.table_offset.store(a.table_offset, kRelaxed);
+  c.table_bytes.store(a.table_bytes, kRelaxed);
+  c.table_max_calls.store(a.max_calls, kRelaxed);
+  storeText(c.name, sizeof c.name, a.name);
+  c.slot_seq.writeEnd();
+}
+
+std::string ShmSegment::repair() {
+  if (!creator_) return {};
+  std::string repaired;
+  const auto add = [&repaired](const std::string& what) { repaired += (repaired.empty() ? "" : ", ") + what; };
+  auto* shared = reinterpret_cast<ShmHeader*>(base_);
+  if (std::memcmp(shared, &layout_, sizeof(ShmHeader)) != 0) {
+    ShmHeader copy = layout_;
+    copy.magic = 0;
+    std::atomic_ref<uint64_t>(shared->magic).store(0, std::memory_order_relaxed);
+    std::memcpy(reinterpret_cast<unsigned char*>(shared) + sizeof(uint64_t),
+                reinterpret_cast<const unsigned char*>(&copy) + sizeof(uint64_t), sizeof(ShmHeader) - sizeof(uint64_t));
+    std::atomic_thread_fence(std::memory_order_release);
+    std::atomic_ref<uint64_t>(shared->magic).store(kShmMagic, std::memory_order_release);
+    add("header");
+  }
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    const ClusterRecord& c = *cluster(i);
+    const SlotAllocation& a = slots_[i];
+    const bool same = (c.slot_seq.raw() & 1u) == 0 && (c.in_use.load(kRelaxed) != 0) == a.in_use &&
+                      c.generation.load(kRelaxed) == a.generation && c.table_offset.load(kRelaxed) == a.table_offset &&
+                      c.table_bytes.load(kRelaxed) == a.table_bytes &&
+                      c.table_max_calls.load(kRelaxed) == a.max_calls && textEquals(c.name, sizeof c.name, a.name);
+    if (same) continue;
+    writeSlot(i);
+    add("slot " + std::to_string(i));
+  }
+  return repaired;
 }
 
 std::optional<ClusterSlot> ShmSegment::allocateCluster(std::string_view name, uint32_t max_calls,
@@ -365,11 +430,14 @@ std::optional<ClusterSlot> ShmSegment::allocateCluster(std::string_view name, ui
     return std::nullopt;
   }
 
+  if (!creator_) {
+    error = "only the creator of shared memory \"" + name_ + "\" allocates in it";
+    return std::nullopt;
+  }
   std::optional<uint32_t> existing = findCluster(name);
   if (existing) {
-    ClusterRecord& c = *cluster(*existing);
-    if (c.table_max_calls.load(kRelaxed) == max_calls && c.table_bytes.load(kRelaxed) == block)
-      return ClusterSlot{*existing, c.generation.load(kRelaxed), true};
+    const SlotAllocation& a = slots_[*existing];
+    if (a.max_calls == max_calls && a.table_bytes == block) return ClusterSlot{*existing, a.generation, true};
   }
 
   uint32_t index = 0;
@@ -377,14 +445,14 @@ std::optional<ClusterSlot> ShmSegment::allocateCluster(std::string_view name, ui
     index = *existing;
   } else {
     bool found = false;
-    for (uint32_t i = 0; i < header_->cluster_slots && !found; ++i) {
-      if (cluster(i)->in_use.load(kRelaxed) == 0) {
+    for (uint32_t i = 0; i < slots_.size() && !found; ++i) {
+      if (!slots_[i].in_use) {
         index = i;
         found = true;
       }
     }
     if (!found) {
-      error = "no free cluster slot (all " + std::to_string(header_->cluster_slots) + " in use)";
+      error = "no free cluster slot (all " + std::to_string(layout_.cluster_slots) + " in use)";
       return std::nullopt;
     }
   }
@@ -393,17 +461,16 @@ std::optional<ClusterSlot> ShmSegment::allocateCluster(std::string_view name, ui
   std::optional<uint64_t> offset = findArenaGap(block, index);
   if (!offset) {
     error = "session-table arena full: " + std::to_string(block) + " bytes needed, " +
-            std::to_string(arenaUsedBytes()) + " of " + std::to_string(header_->arena_bytes) + " in use";
+            std::to_string(arenaUsedBytes()) + " of " + std::to_string(layout_.arena_bytes) + " in use";
     return std::nullopt;
   }
-  ClusterRecord& c = *cluster(index);
-  const uint64_t record_offset = header_->clusters_offset + uint64_t{index} * header_->cluster_stride;
+  const uint64_t record_offset = recordOffset(index);
   if (!existing) {
     // The worker part of a fresh slot must read as zeros (freeCluster punched
     // it, a never-used slot is zero; this makes sure), then gets its pages.
     zeroRange(record_offset + offsetof(ClusterRecord, counters_seq),
-              header_->cluster_stride - offsetof(ClusterRecord, counters_seq));
-    if (!reserveRange(record_offset, header_->cluster_stride, error)) return std::nullopt;
+              layout_.cluster_stride - offsetof(ClusterRecord, counters_seq));
+    if (!reserveRange(record_offset, layout_.cluster_stride, error)) return std::nullopt;
   }
   // Zero first: the worker must find no table there (a stale one of the same
   // size would otherwise be attached with another cluster's calls).
@@ -413,23 +480,27 @@ std::optional<ClusterSlot> ShmSegment::allocateCluster(std::string_view name, ui
     return std::nullopt;
   }
 
-  const uint64_t old_offset = c.table_offset.load(kRelaxed);
-  const uint64_t old_bytes = c.table_bytes.load(kRelaxed);
-  c.slot_seq.writeBegin();
+  SlotAllocation& a = slots_[index];
+  const uint64_t old_offset = a.table_offset;
+  const uint64_t old_bytes = a.table_bytes;
   if (!existing) {
-    c.generation.store(c.generation.load(kRelaxed) + 1, kRelaxed);
+    ClusterRecord& c = *cluster(index);
+    c.slot_seq.recover();
+    c.slot_seq.writeBegin();
     c.config_index.store(0, kRelaxed);
     c.worker_pid.store(0, kRelaxed);
     c.restarts.store(0, kRelaxed);
     c.worker_started_unix_ms.store(0, kRelaxed);
-    storeText(c.name, sizeof c.name, name);
     storeText(c.control_uri, sizeof c.control_uri, "");
+    c.slot_seq.writeEnd();
+    a.generation += 1;
+    a.name = std::string(name);
   }
-  c.table_offset.store(*offset, kRelaxed);
-  c.table_bytes.store(block, kRelaxed);
-  c.table_max_calls.store(max_calls, kRelaxed);
-  c.in_use.store(1, kRelaxed);
-  c.slot_seq.writeEnd();
+  a.in_use = true;
+  a.table_offset = *offset;
+  a.table_bytes = block;
+  a.max_calls = max_calls;
+  writeSlot(index);
 
   // Release the old block where the new one does not overlap it.
   if (existing && old_bytes != 0) {
@@ -441,28 +512,26 @@ std::optional<ClusterSlot> ShmSegment::allocateCluster(std::string_view name, ui
       zeroRange(from, old_end - from);
     }
   }
-  return ClusterSlot{index, c.generation.load(kRelaxed), false};
+  return ClusterSlot{index, a.generation, false};
 }
 
 bool ShmSegment::freeCluster(uint32_t index) {
-  ClusterRecord* c = cluster(index);
-  if (c == nullptr || c->in_use.load(kRelaxed) == 0) return false;
-  const uint64_t offset = c->table_offset.load(kRelaxed);
-  const uint64_t bytes = c->table_bytes.load(kRelaxed);
-  c->slot_seq.writeBegin();
-  c->in_use.store(0, kRelaxed);
-  c->generation.store(c->generation.load(kRelaxed) + 1, kRelaxed);
-  c->worker_pid.store(0, kRelaxed);
-  c->table_offset.store(0, kRelaxed);
-  c->table_bytes.store(0, kRelaxed);
-  c->table_max_calls.store(0, kRelaxed);
-  storeText(c->name, sizeof c->name, "");
-  c->slot_seq.writeEnd();
-  if (bytes != 0) zeroRange(offset, bytes);
+  if (index >= slots_.size() || !slots_[index].in_use) return false;
+  SlotAllocation& a = slots_[index];
+  const uint64_t offset = a.table_offset;
+  const uint64_t bytes = a.table_bytes;
+  a.in_use = false;
+  a.generation += 1;
+  a.table_offset = 0;
+  a.table_bytes = 0;
+  a.max_calls = 0;
+  a.name.clear();
+  writeSlot(index);
+  cluster(index)->worker_pid.store(0, kRelaxed);
+  if (tableBlockValid(layout_, offset, bytes)) zeroRange(offset, bytes);
   // The slot part stays (its generation must survive); the worker part goes.
-  const uint64_t record_offset = header_->clusters_offset + uint64_t{index} * header_->cluster_stride;
-  zeroRange(record_offset + offsetof(ClusterRecord, counters_seq),
-            header_->cluster_stride - offsetof(ClusterRecord, counters_seq));
+  zeroRange(recordOffset(index) + offsetof(ClusterRecord, counters_seq),
+            layout_.cluster_stride - offsetof(ClusterRecord, counters_seq));
   return true;
 }
 

@@ -39,6 +39,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "shared/config.h"
 #include "shared/shm_layout.h"
@@ -98,9 +99,27 @@ class ShmSegment {
   void setRemoveOnDestroy(bool remove) { remove_on_destroy_ = remove; }
 
   const std::string& name() const { return name_; }
-  const ShmHeader& header() const { return *header_; }
-  uint32_t clusterSlots() const { return header_->cluster_slots; }
-  uint64_t totalBytes() const { return header_->total_bytes; }
+  // The private, validated copy of the header taken at create/open: every
+  // offset, count and stride this object uses comes from it, never from the
+  // shared mapping, which anything with write access to /dev/shm can scribble
+  // on.
+  const ShmHeader& header() const { return layout_; }
+  uint32_t clusterSlots() const { return layout_.cluster_slots; }
+  uint64_t totalBytes() const { return layout_.total_bytes; }
+
+  // "" when `h` describes a segment of this binary's layout that is
+  // `real_size` bytes long, else what is wrong. Pure; overflow-safe.
+  static std::string checkHeader(const ShmHeader& h, uint64_t real_size);
+  // True when [offset, offset + bytes) is a page-aligned, non-empty range
+  // inside the arena of `layout`.
+  static bool tableBlockValid(const ShmHeader& layout, uint64_t offset, uint64_t bytes);
+
+  // Creator only (the supervisor, on a timer): compares the shared header and
+  // every slot part with what this object allocated and rewrites what
+  // differs (a scribbled segment is rebuilt from the private copy, never
+  // trusted). Returns a description of what was rewritten ("" = intact):
+  // "header", "slot N" items separated by ", ".
+  std::string repair();
 
   // nullptr when out of range.
   ClusterRecord* cluster(uint32_t index);
@@ -138,11 +157,28 @@ class ShmSegment {
   void zeroRange(uint64_t offset, uint64_t bytes);
   std::optional<uint64_t> findArenaGap(uint64_t bytes, uint32_t ignore_slot) const;
 
+  // A slot's allocation as this object made it (creator) or validated it at
+  // open (opener): the arena is managed from these, not from the records.
+  struct SlotAllocation {
+    bool in_use = false;
+    uint32_t generation = 0;
+    uint32_t max_calls = 0;
+    uint64_t table_offset = 0;
+    uint64_t table_bytes = 0;
+    std::string name;
+  };
+  uint64_t recordOffset(uint32_t index) const {
+    return layout_.clusters_offset + uint64_t{index} * layout_.cluster_stride;
+  }
+  void writeSlot(uint32_t index);  // the record's slot part from slots_[index]
+
   std::string name_;
   std::unique_ptr<boost::interprocess::shared_memory_object> shm_;
   std::unique_ptr<boost::interprocess::mapped_region> region_;
   unsigned char* base_ = nullptr;
-  ShmHeader* header_ = nullptr;
+  ShmHeader layout_{};
+  std::vector<SlotAllocation> slots_;
+  bool creator_ = false;
   bool remove_on_destroy_ = false;
   int creator_pid_ = 0;
 };

@@ -14,6 +14,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "shared/log_setup.h"
+
 namespace rtpc {
 namespace {
 
@@ -36,11 +38,8 @@ bool openOnto(const std::string& path, int flags, int target, std::string& error
 
 bool Daemon::detach(const std::string& log_file, std::string& error) {
   // Opened before the fork: a bad -L is reported on the terminal.
-  const int log_fd = open(log_file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-  if (log_fd < 0) {
-    error = "cannot open the log file " + log_file + ": " + std::strerror(errno);
-    return false;
-  }
+  const int log_fd = openLogFile(log_file, error);
+  if (log_fd < 0) return false;
   int ready[2];
   if (pipe2(ready, O_CLOEXEC) != 0) {
     error = std::string("pipe: ") + std::strerror(errno);
@@ -102,7 +101,13 @@ void Daemon::reportFailure(const std::string& message) {
 }
 
 bool Daemon::reopenLog(const std::string& log_file, std::string& error) {
-  return openOnto(log_file, O_WRONLY | O_APPEND | O_CREAT, STDERR_FILENO, error);
+  const int fd = openLogFile(log_file, error);
+  if (fd < 0) return false;
+  if (fd != STDERR_FILENO) {
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+  }
+  return true;
 }
 
 void Daemon::notify(std::string_view state) {

@@ -111,8 +111,8 @@ int main(int argc, char** argv) {
     pid_file.reset();
     return startupFailed("setup", error, detached);
   }
-  rtpc::Daemon::reportReady();
-  if (o.foreground) std::cout << "READY pid=" << getpid() << std::endl;
+  // READY (service manager, waiting parent, `READY pid=` with -f) is
+  // reported by the supervisor once every worker serves.
   const int code = supervisor->run();
   supervisor.reset();
   return code;

@@ -222,15 +222,23 @@ OptionsResult parseOptions(int argc, const char* const* argv) {
   return result;
 }
 
+#ifndef RTPC_SYSCONFDIR
+#define RTPC_SYSCONFDIR "/usr/local/etc"
+#endif
+
+std::string defaultConfigFile() { return RTPC_SYSCONFDIR "/rtp_cluster.xml"; }
+
 std::string usageText(std::string_view program) {
   std::string p(program);
   return "usage: " + p +
          " [-fd] [-P pidfile] [-c conffile] [-L logfile] [-s cmd_socket] [-o uname:gname]\n"
+         "       " + std::string(p.size(), ' ') +
+         " [--log-level LEVEL] [--restart-backoff MIN[:MAX]]\n"
          "\n"
          "  -f, --foreground           stay in the foreground (default: daemonize)\n"
          "  -d, --check-config         check the configuration file and exit (implies -f)\n"
          "  -P, --pidfile FILE         pid file (default /var/run/rtp_cluster.pid)\n"
-         "  -c, --config FILE          configuration file (default /usr/local/etc/rtp_cluster.xml)\n"
+         "  -c, --config FILE          configuration file (default " + defaultConfigFile() + ")\n"
          "  -L, --logfile FILE         log file (default /var/log/rtp_cluster.log)\n"
          "  -s, --admin-socket ADDR    admin socket: /path, unix:/path or tcp:host[:port]\n"
          "                             (default /var/run/rtp_cluster.sock; tcp port 12345)\n"

@@ -16,11 +16,16 @@ enum class LogLevel : uint8_t { kTrace, kDebug, kInfo, kWarn, kError, kCritical,
 std::optional<LogLevel> parseLogLevel(std::string_view text);  // "trace" .. "off"
 std::string_view logLevelName(LogLevel level);
 
+// `-c`'s default: rtp_cluster.xml in the build's sysconfdir (meson's prefix
+// and sysconfdir: /usr/local/etc for a default build, /etc for the Debian
+// package), where `meson install` puts the example.
+std::string defaultConfigFile();
+
 struct Options {
   bool foreground = false;    // -f; implied by -d
   bool check_config = false;  // -d
   std::string pid_file = "/var/run/rtp_cluster.pid";
-  std::string config_file = "/usr/local/etc/rtp_cluster.xml";
+  std::string config_file = defaultConfigFile();
   std::string log_file = "/var/log/rtp_cluster.log";
   std::string admin_socket = "/var/run/rtp_cluster.sock";  // as given
   SocketAddress admin_address{Transport::kUnix, {}, 0, "/var/run/rtp_cluster.sock"};

@@ -2,19 +2,30 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+
+#include "shared/log_setup.h"
 
 namespace rtpc {
 
 std::unique_ptr<PidFile> PidFile::acquire(const std::string& path, std::string& error) {
   std::unique_ptr<PidFile> p(new PidFile());
   p->path_ = path;
-  p->fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // Never through a symlink: ftruncate would empty whatever it points at.
+  p->fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
   if (p->fd_ < 0) {
-    error = "cannot open the pid file " + path + ": " + std::strerror(errno);
+    error = "cannot open the pid file " + path + ": " + openErrorText(errno);
+    return nullptr;
+  }
+  struct stat st {};
+  if (fstat(p->fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+    error = "cannot open the pid file " + path + ": not a regular file";
+    close(p->fd_);
+    p->fd_ = -1;
     return nullptr;
   }
   if (flock(p->fd_, LOCK_EX | LOCK_NB) != 0) {

@@ -6,6 +6,8 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <iostream>
 #include <memory>
 
 #include "shared/admin_command.h"
@@ -15,6 +17,7 @@
 #include "shared/metrics_render.h"
 #include "shared/shm_segment.h"
 #include "shared/signal_fd.h"
+#include "shared/time_util.h"
 #include "supervisor/daemon.h"
 #include "supervisor/metrics_server.h"
 #include "supervisor/reload_plan.h"
@@ -71,7 +74,12 @@ bool Supervisor::start(std::string& error) {
   if (!admin_) return false;
   if (config_.metrics_address) {
     metrics_ = MetricsServer::create(
-        base_, *config_.metrics_address, [this] { return renderPrometheus(takeSnapshot(*segment_)); }, error);
+        base_, *config_.metrics_address,
+        [this] {
+          repairSegment();
+          return renderPrometheus(takeSnapshot(*segment_));
+        },
+        error);
     if (!metrics_) return false;
     spdlog::info("METRICS_LISTENING address={}", metrics_->address().uri());
   }
@@ -81,6 +89,7 @@ bool Supervisor::start(std::string& error) {
   ps.log_file = settings_.log_to_file ? settings_.options.log_file : std::string();
   ps.backoff_min_ms = settings_.options.restart_backoff_min_ms;
   ps.backoff_max_ms = settings_.options.restart_backoff_max_ms;
+  ps.on_worker_ready = [this] { checkServing(); };
   pool_ = std::make_unique<WorkerPool>(base_, *segment_, ps);
 
   // Every socket first: a cluster whose address cannot be bound stops the
@@ -93,11 +102,59 @@ bool Supervisor::start(std::string& error) {
   for (size_t i = 0; i < config_.clusters.size(); ++i) {
     if (!pool_->add(config_.clusters[i], static_cast<uint32_t>(i), std::move(sockets[i]), error)) return false;
   }
-  spdlog::info("SUPERVISOR_READY pid={} config={} clusters={} members={} admin={} shm={}", getpid(),
-               settings_.options.config_file, config_.clusters.size(), config_.memberCount(),
-               settings_.options.admin_address.uri(), settings_.shm_name);
   ready_ = true;
+  started_ = std::chrono::steady_clock::now();
+  // The segment is rebuilt from the supervisor's private copy whenever
+  // something scribbled on it (the copy is what every offset comes from).
+  repair_timer_ = event_new(
+      base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* arg) { static_cast<Supervisor*>(arg)->repairSegment(); },
+      this);
+  const timeval every = msToTimeval(kRepairIntervalMs);
+  if (repair_timer_ != nullptr) event_add(repair_timer_, &every);
+  serving_timer_ = event_new(
+      base_, -1, 0, [](evutil_socket_t, short, void* arg) { static_cast<Supervisor*>(arg)->onServingDeadline(); },
+      this);
+  const timeval limit = msToTimeval(kServingWaitMs);
+  if (serving_timer_ != nullptr) event_add(serving_timer_, &limit);
   return true;
+}
+
+// READY=1 (and the waiting parent, and `READY pid=` with -f) only once every
+// worker said it serves its control socket: a client that starts after us
+// (systemd After=) must find every cluster answering, not a socket whose
+// worker is still setting up.
+void Supervisor::checkServing() {
+  if (serving_ || !ready_ || !pool_->allReady()) return;
+  reportServing();
+}
+
+void Supervisor::onServingDeadline() {
+  if (serving_) return;
+  // A worker that cannot start is restarted with backoff for ever; the other
+  // clusters serve, so the daemon says it runs rather than hang its start.
+  std::string names;
+  for (const std::string& name : pool_->notReady()) names += (names.empty() ? "" : ",") + name;
+  spdlog::warn("STARTUP_WORKERS_NOT_READY clusters={} waited_ms={}", logQuoted(names), kServingWaitMs);
+  reportServing();
+}
+
+void Supervisor::repairSegment() {
+  const std::string repaired = segment_->repair();
+  if (!repaired.empty()) {
+    spdlog::error("SHM_SEGMENT_REPAIRED shm={} rewritten={}", settings_.shm_name, logQuoted(repaired));
+  }
+}
+
+void Supervisor::reportServing() {
+  serving_ = true;
+  if (serving_timer_ != nullptr) event_del(serving_timer_);
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_);
+  spdlog::info("SUPERVISOR_READY pid={} config={} clusters={} members={} admin={} shm={} workers_ready_ms={}", getpid(),
+               settings_.options.config_file, config_.clusters.size(), config_.memberCount(),
+               settings_.options.admin_address.uri(), settings_.shm_name, waited.count());
+  Daemon::reportReady();
+  // With -f: the line scripts and tests wait for (docs/operation.md).
+  if (settings_.options.foreground) std::cout << "READY pid=" << getpid() << std::endl;
 }
 
 Supervisor::~Supervisor() { shutdown(); }
@@ -106,6 +163,10 @@ void Supervisor::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   Daemon::notify("STOPPING=1");
+  for (event** e : {&serving_timer_, &repair_timer_}) {
+    if (*e != nullptr) event_free(*e);
+    *e = nullptr;
+  }
   if (pool_) pool_->stopAll();
   pool_.reset();
   metrics_.reset();
@@ -122,6 +183,7 @@ void Supervisor::shutdown() {
 }
 
 int Supervisor::run() {
+  checkServing();  // no clusters: nothing to wait for
   event_base_dispatch(base_);
   return 0;
 }
@@ -184,11 +246,13 @@ void Supervisor::onAdminLine(uint64_t connection, std::string_view line) {
   const bool json = command.format == AdminFormat::kJson;
   switch (command.action) {
     case AdminAction::kListClusters: {
+      repairSegment();
       const StatusSnapshot snapshot = takeSnapshot(*segment_);
       admin_->answer(connection, json ? renderClusterListJson(snapshot) : renderClusterList(snapshot));
       return;
     }
     case AdminAction::kListMembers: {
+      repairSegment();
       const StatusSnapshot snapshot = takeSnapshot(*segment_);
       if (!command.error_unless_found.empty() &&
           std::none_of(snapshot.clusters.begin(), snapshot.clusters.end(),
@@ -201,6 +265,7 @@ void Supervisor::onAdminLine(uint64_t connection, std::string_view line) {
       return;
     }
     case AdminAction::kListWorkers: {
+      repairSegment();
       const StatusSnapshot snapshot = takeSnapshot(*segment_);
       admin_->answer(connection, json ? renderWorkersJson(snapshot) : renderWorkers(snapshot));
       return;

@@ -15,6 +15,7 @@
 
 #include <event2/event.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -64,6 +65,14 @@ class Supervisor : public AdminServer::Handler {
   bool start(std::string& error);
   void onSignal();
   void shutdown();
+  void checkServing();
+  void onServingDeadline();
+  void reportServing();
+  void repairSegment();
+  static constexpr uint32_t kRepairIntervalMs = 1000;
+
+  // How long READY=1 waits for every worker to report that it serves.
+  static constexpr uint32_t kServingWaitMs = 10000;
 
   SupervisorSettings settings_;
   Config config_;  // as last loaded
@@ -75,6 +84,10 @@ class Supervisor : public AdminServer::Handler {
   int signal_fd_ = -1;
   event* signal_event_ = nullptr;
   bool ready_ = false;  // start() succeeded
+  bool serving_ = false;  // READY reported (every worker serves, or the wait ran out)
+  event* serving_timer_ = nullptr;
+  event* repair_timer_ = nullptr;
+  std::chrono::steady_clock::time_point started_;
   bool reloading_ = false;
   bool shut_down_ = false;
 };

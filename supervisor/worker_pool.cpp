@@ -54,6 +54,7 @@ struct WorkerPool::Worker {
   uint32_t slot = 0;
   State state = State::kRunning;
   pid_t pid = 0;
+  bool ready = false;  // the current worker process said it serves
   int channel = -1;
   event* channel_event = nullptr;
   event* restart_timer = nullptr;
@@ -153,6 +154,21 @@ Config WorkerPool::effectiveConfig() const {
   return out;
 }
 
+bool WorkerPool::allReady() const {
+  for (const auto& [name, w] : workers_) {
+    if (w->state != Worker::State::kRemoving && !w->ready) return false;
+  }
+  return true;
+}
+
+std::vector<std::string> WorkerPool::notReady() const {
+  std::vector<std::string> out;
+  for (const auto& [name, w] : workers_) {
+    if (w->state != Worker::State::kRemoving && !w->ready) out.push_back(name);
+  }
+  return out;
+}
+
 std::vector<pid_t> WorkerPool::pids() const {
   std::vector<pid_t> out;
   for (const auto& [name, w] : workers_) {
@@ -233,6 +249,7 @@ void WorkerPool::spawn(Worker& w) {
   }
   w.state = Worker::State::kRunning;
   w.pid = pid;
+  w.ready = false;
   w.started = SteadyClock::now();
   w.channel = sp[0];
   fcntl(w.channel, F_SETFL, fcntl(w.channel, F_GETFL) | O_NONBLOCK);
@@ -284,6 +301,7 @@ void WorkerPool::reapChildren() {
 void WorkerPool::onExited(Worker& w, int status) {
   const pid_t pid = w.pid;
   w.pid = 0;
+  w.ready = false;
   closeChannel(w);
   evtimer_del(w.kill_timer);
   // A worker killed mid-write leaves odd sequences; nobody writes them now.
@@ -466,6 +484,14 @@ void WorkerPool::onChannel(Worker& w) {
     const std::optional<ChannelMessage> message = parseChannelMessage(std::string_view(buf, static_cast<size_t>(n)));
     if (!message) {
       spdlog::warn("WORKER_BAD_ANSWER cluster={} bytes={}", logName(w.config.name), n);
+      continue;
+    }
+    if (message->id == 0) {
+      // Unsolicited: the worker serves its control socket.
+      if (std::string_view(buf, static_cast<size_t>(n)) == kWorkerReadyMessage && !w.ready) {
+        w.ready = true;
+        if (settings_.on_worker_ready) settings_.on_worker_ready();
+      }
       continue;
     }
     const auto it = w.sent.find(message->id);

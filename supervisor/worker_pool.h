@@ -43,6 +43,8 @@ struct WorkerPoolSettings {
   uint32_t stable_after_ms = 30000;
   uint32_t request_timeout_ms = 1000;
   uint32_t stop_timeout_ms = 3000;  // SIGKILL when SIGTERM did not end a worker
+  // Called whenever a worker reports that it serves (kWorkerReadyMessage).
+  std::function<void()> on_worker_ready;
 };
 
 class WorkerPool {
@@ -86,6 +88,10 @@ class WorkerPool {
   // The running clusters with their effective configs, in config order.
   Config effectiveConfig() const;
   size_t size() const { return workers_.size(); }
+  // True when every cluster's current worker has reported that it serves.
+  bool allReady() const;
+  // The clusters whose worker has not (yet) reported ready.
+  std::vector<std::string> notReady() const;
   // Pids of running workers (tests, logs).
   std::vector<pid_t> pids() const;
 

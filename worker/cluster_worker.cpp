@@ -496,7 +496,10 @@ OpResult ClusterWorker::applyConfig(const ClusterConfig& config) {
       continue;
     }
     if (m->config == mc) {
-      if (m->status == AdminStatus::kDraining) m->status = mc.status;
+      if (m->status == AdminStatus::kDraining) {
+        m->status = mc.status;
+        spdlog::info("MEMBER_UNDRAINED cluster={} member={} status={}", config.name, mc.name, adminStatusName(m->status));
+      }
       continue;
     }
     bool relink = !(m->config.address == mc.address) || m->config.cmd_out_address != mc.cmd_out_address;

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <bitset>
 #include <cerrno>
@@ -21,6 +22,7 @@
 
 #include "shared/admin_command.h"
 #include "shared/log_quote.h"
+#include "shared/log_setup.h"
 #include "shared/quote.h"
 #include "shared/session_table.h"
 #include "shared/shm_segment.h"
@@ -168,6 +170,13 @@ class TableKeeper {
   void save(const ShmSegment& segment, uint32_t slot, void* memory, size_t bytes) {
     if (memory == nullptr) return;
     const SessionTable* table = SessionTable::attach(memory, bytes);
+    if (table == nullptr && bytes >= 64 &&
+        std::any_of(static_cast<const unsigned char*>(memory), static_cast<const unsigned char*>(memory) + 64,
+                    [](unsigned char b) { return b != 0; })) {
+      // Not a fresh (zeroed) block: a table that does not check out (garbage
+      // in its header). ClusterWorker starts a new one; its calls are lost.
+      spdlog::error("SESSION_TABLE_INVALID slot={} bytes={} action=new_table", slot, bytes);
+    }
     if (table == nullptr || table->size() == 0) return;
     saved_ = true;
     for (uint32_t i = 0; i < kMaxMembersPerCluster; ++i) {
@@ -340,6 +349,7 @@ int WorkerProcess::run() {
   }
   publish();
   spdlog::info("WORKER_READY cluster={} pid={} slot={}", logName(options_.config.name), getpid(), options_.slot);
+  (void)!send(options_.channel_fd, kWorkerReadyMessage.data(), kWorkerReadyMessage.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   event_base_dispatch(base_);
   publish();
   spdlog::info("WORKER_EXIT cluster={} pid={} code={}", logName(options_.config.name), getpid(), exit_code_);
@@ -399,9 +409,10 @@ void WorkerProcess::onSignal() {
 
 void WorkerProcess::reopenLog() {
   if (options_.log_file.empty()) return;
-  const int fd = open(options_.log_file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  std::string error;
+  const int fd = openLogFile(options_.log_file, error);
   if (fd < 0) {
-    spdlog::error("LOG_REOPEN_FAILED file={} error={}", options_.log_file, logQuoted(std::strerror(errno)));
+    spdlog::error("LOG_REOPEN_FAILED file={} error={}", options_.log_file, logQuoted(error));
     return;
   }
   dup2(fd, STDERR_FILENO);

@@ -14,6 +14,8 @@
 //   request  "<id> apply\n<member fields>\n<member fields>..."    (new member set)
 //   request  "<id> ping"
 //   answer   "<id> OK"  or  "<id> ERROR: <message>"
+//   "0 ready" (unsolicited, once): the worker serves its control socket; the
+//   supervisor reports READY=1 once every worker sent it. Request ids start at 1.
 //
 // Member fields are those of `modify add` (name=..,protocol=..,...), parsed by
 // the admin parser's field rules (parseMemberFieldList), so a member pushed by
@@ -69,6 +71,8 @@ inline constexpr size_t kMaxChannelMessageBytes = 256 * 1024;
 std::string memberFieldList(const MemberConfig& member);
 // "apply\n" + one memberFieldList per line.
 std::string applyRequestBody(const ClusterConfig& cluster);
+
+inline constexpr std::string_view kWorkerReadyMessage = "0 ready";
 
 struct ChannelMessage {
   uint64_t id = 0;

@@ -5,9 +5,12 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -81,8 +84,19 @@ class ConfigCheckTest : public ::testing::Test {
     posix_spawn_file_actions_destroy(&actions);
     EXPECT_EQ(rc, 0) << "posix_spawn " << bin_;
     if (rc != 0) return result;
+    // A child that hangs is killed after the limit and fails the test
+    // (instead of hanging it).
     int status = 0;
-    EXPECT_EQ(waitpid(pid, &status, 0), pid);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    pid_t waited = 0;
+    while ((waited = waitpid(pid, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline) {
+      usleep(10000);
+    }
+    if (waited == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      ADD_FAILURE() << "the child hung (killed after 20 s)";
+    }
     EXPECT_TRUE(WIFEXITED(status)) << "status " << status;
     result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     result.out = slurp(out_path);
@@ -166,6 +180,63 @@ TEST_F(ConfigCheckTest, DaemonStartFailsAtOnceWithTheReason) {
   const ProcessResult r = run({"-f", "-c", root_ + "/packaging/rtp_cluster.xml", "-P", "/nonexistent/dir/rtp_cluster.pid"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("cannot open the pid file /nonexistent/dir/rtp_cluster.pid"), std::string::npos) << r.err;
+}
+
+}  // namespace
+
+namespace {
+
+// A FIFO (or any non-regular file) at the config path is refused at once:
+// opening a FIFO for reading used to wait for a writer for ever.
+TEST_F(ConfigCheckTest, AFifoAsTheConfigIsRefusedWithoutBlocking) {
+  const std::string path = dir_ + "/fifo.xml";
+  ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+  files_.push_back(path);
+  const auto start = std::chrono::steady_clock::now();
+  const ProcessResult r = run({"-d", "-c", path});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, path + ": not a regular file\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  const ProcessResult dir = run({"-d", "-c", dir_});
+  EXPECT_EQ(dir.exit_code, 1);
+  EXPECT_EQ(dir.err, dir_ + ": not a regular file\n");
+}
+
+// The reference accepts a symlinked config; so do we (its target is checked).
+TEST_F(ConfigCheckTest, ASymlinkedConfigIsFollowed) {
+  const std::string link = dir_ + "/link.xml";
+  ASSERT_EQ(symlink((root_ + "/packaging/rtp_cluster.xml").c_str(), link.c_str()), 0);
+  files_.push_back(link);
+  const ProcessResult r = run({"-d", "-c", link});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, link + ": configuration OK: 2 clusters, 3 RTP proxies\n");
+}
+
+// -P and -L never follow a symlink: opening one for writing would truncate
+// or append to whatever it points at.
+TEST_F(ConfigCheckTest, APidFileOrLogFileThatIsASymlinkIsRefusedAndItsTargetUntouched) {
+  const std::string target = writeFile("precious", "keep me\n");
+  const std::string pid_link = dir_ + "/pid.link";
+  const std::string log_link = dir_ + "/log.link";
+  ASSERT_EQ(symlink(target.c_str(), pid_link.c_str()), 0);
+  ASSERT_EQ(symlink(target.c_str(), log_link.c_str()), 0);
+  files_.push_back(pid_link);
+  files_.push_back(log_link);
+  const std::string config = root_ + "/packaging/rtp_cluster.xml";
+  const ProcessResult pid = run({"-f", "-c", config, "-P", pid_link});
+  EXPECT_EQ(pid.exit_code, 1);
+  EXPECT_NE(pid.err.find("rtp_cluster: cannot open the pid file " + pid_link +
+                         ": it is a symbolic link (refusing to follow it)\n"),
+            std::string::npos)
+      << pid.err;
+  const ProcessResult log = run({"-c", config, "-P", dir_ + "/rtp_cluster.pid", "-L", log_link});
+  files_.push_back(dir_ + "/rtp_cluster.pid");
+  EXPECT_EQ(log.exit_code, 1);
+  EXPECT_NE(log.err.find("rtp_cluster: cannot open the log file " + log_link +
+                         ": it is a symbolic link (refusing to follow it)\n"),
+            std::string::npos)
+      << log.err;
+  EXPECT_EQ(slurp(target), "keep me\n");
 }
 
 }  // namespace

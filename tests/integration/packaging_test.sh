@@ -2,12 +2,14 @@
 # What `meson install` delivers (packaging/meson.build): installs into a
 # temporary DESTDIR and checks that exactly the expected files are there, that
 # systemd accepts the unit (systemd-analyze verify, and its exposure stays
-# low), that systemd-tmpfiles creates the admin-socket link, that logrotate
-# parses its file, and that the man pages render without warnings and
-# document every option the binaries' --help shows.
+# low), that the unit's admin-socket link never takes a hand-started daemon's
+# path, that the example config and -c's default fit the layout, that
+# logrotate rotates a running daemon's log without losing later lines, and
+# that the man pages render without warnings and document every option the
+# binaries' --help shows.
 #
 # Environment (set by packaging/meson.build): MESON, RTPC_BUILD_ROOT,
-# RTPC_SOURCE_ROOT, RTPC_{PREFIX,SBINDIR,BINDIR,SYSCONFDIR,MANDIR,UNITDIR,TMPFILESDIR},
+# RTPC_SOURCE_ROOT, RTPC_{PREFIX,SBINDIR,BINDIR,SYSCONFDIR,MANDIR,UNITDIR},
 # RTPC_DAEMON_INSTALLED / RTPC_CLIENT_INSTALLED (=1 when the binary is built).
 set -u
 
@@ -40,7 +42,7 @@ expected=(
   "$RTPC_MANDIR/man5/rtp_cluster.xml.5"
 )
 if [ "$RTPC_UNITDIR" != no ]; then
-  expected+=("$RTPC_UNITDIR/rtp_cluster.service" "$RTPC_TMPFILESDIR/rtp_cluster.conf")
+  expected+=("$RTPC_UNITDIR/rtp_cluster.service")
 fi
 [ "${RTPC_DAEMON_INSTALLED:-0}" = 1 ] && expected+=("$RTPC_SBINDIR/rtp_cluster")
 [ "${RTPC_CLIENT_INSTALLED:-0}" = 1 ] && expected+=("$RTPC_BINDIR/rtp_cluster_client")
@@ -67,6 +69,17 @@ if [ "${RTPC_DAEMON_INSTALLED:-0}" = 1 ]; then
   else
     fail "installed rtp_cluster -d rejects the installed config: $out"
   fi
+  # -c's default is where this install puts the config (/etc for -Dprefix=/usr).
+  want_default="(default $(echo "$RTPC_SYSCONFDIR/rtp_cluster.xml" | sed 's|//*|/|g'))"
+  if "$dest$RTPC_SBINDIR/rtp_cluster" --help | grep -- '--config' | grep -qF "$want_default"; then
+    pass "-c defaults to $want_default"
+  else
+    fail "rtp_cluster --help: -c does not default to $want_default"
+  fi
+fi
+# The unit has a private /tmp: no socket of the example may be there.
+if grep -n '<address>/tmp/' "$RTPC_SOURCE_ROOT/packaging/rtp_cluster.xml" >&2; then
+  fail "the example config puts a socket under /tmp (private under the unit)"
 fi
 
 # --- the systemd unit -----------------------------------------------------------
@@ -114,20 +127,29 @@ if [ "$RTPC_UNITDIR" != no ]; then
     fail "systemd-analyze not found (package systemd; scripts/install-deps.sh installs it)"
   fi
 
-  tmpfiles="$dest$RTPC_TMPFILESDIR/rtp_cluster.conf"
-  if command -v systemd-tmpfiles > /dev/null; then
-    root="$work/tmpfiles-root"
-    mkdir -p "$root/run"
-    if systemd-tmpfiles --root="$root" --create "$tmpfiles" > "$work/tmpfiles.log" 2>&1 &&
-       [ "$(readlink "$root/run/rtp_cluster.sock")" = rtp_cluster/rtp_cluster.sock ]; then
-      pass "systemd-tmpfiles links /run/rtp_cluster.sock to the service's admin socket"
-    else
-      fail "systemd-tmpfiles did not create /run/rtp_cluster.sock -> rtp_cluster/rtp_cluster.sock"
-      cat "$work/tmpfiles.log" >&2
-    fi
-    # The link and the -s of the unit must name the same socket.
-    grep -q -- '-s /run/rtp_cluster/rtp_cluster.sock ' "$unit" || fail "unit -s is not /run/rtp_cluster/rtp_cluster.sock"
-  fi
+  # The admin-socket link of ExecStartPost=/ExecStopPost=, run against a
+  # scratch directory standing in for /run: made only where nothing is (or
+  # our own link is), never over a hand-started daemon's socket, removed on
+  # stop only when it is ours.
+  grep -q -- '-s /run/rtp_cluster/rtp_cluster.sock ' "$unit" || fail "unit -s is not /run/rtp_cluster/rtp_cluster.sock"
+  hook() {  # ExecStartPost|ExecStopPost run-dir
+    local line
+    line=$(grep "^$1=+/bin/sh -c " "$unit" | sed "s|^$1=+/bin/sh -c '||; s|'\$||; s|\\$\\$|\$|g; s|/run/|$2/|g")
+    [ -n "$line" ] || { fail "unit lacks $1=+/bin/sh -c '...'"; return 1; }
+    sh -c "$line"
+  }
+  run="$work/run"
+  mkdir -p "$run"
+  hook ExecStartPost "$run"
+  [ "$(readlink "$run/rtp_cluster.sock")" = rtp_cluster/rtp_cluster.sock ] || fail "ExecStartPost did not link rtp_cluster.sock"
+  hook ExecStartPost "$run" || fail "ExecStartPost fails when its link is already there"
+  hook ExecStopPost "$run"
+  [ ! -e "$run/rtp_cluster.sock" ] && [ ! -L "$run/rtp_cluster.sock" ] || fail "ExecStopPost left the link"
+  echo hand-started > "$run/rtp_cluster.sock"
+  hook ExecStartPost "$run"
+  hook ExecStopPost "$run"
+  [ "$(cat "$run/rtp_cluster.sock")" = hand-started ] || fail "the unit's hooks replaced or removed a path that is not their link"
+  pass "the unit links /run/rtp_cluster.sock only while it runs, never over another file"
 fi
 
 # --- logrotate ------------------------------------------------------------------------
@@ -147,8 +169,59 @@ if command -v logrotate > /dev/null; then
 else
   echo "skip: logrotate not installed, its file is not parsed"
 fi
-grep -q 'kill -USR1' "$logrotate_file" || fail "logrotate file does not send SIGUSR1"
-sh -n <(sed -n '/postrotate/,/endscript/p' "$logrotate_file" | sed '1d;$d') || fail "postrotate script is not valid sh"
+grep -qx $'\tcopytruncate' "$logrotate_file" || fail "logrotate file does not copytruncate"
+
+# Rotation of a running daemon's log, written the way systemd's
+# StandardError=append: writes it (the service's stderr is the file, opened
+# O_APPEND by someone else; the daemon never reopens it) and the way -L
+# writes it (the daemon's own file): after logrotate, later lines must land in
+# the live file, not in the rotated one (rename + create lost them all).
+if command -v logrotate > /dev/null && [ "${RTPC_DAEMON_INSTALLED:-0}" = 1 ]; then
+  logs="$work/logs"
+  mkdir -p "$logs"
+  chmod 0755 "$logs"
+  sed "s|^/var/log/rtp_cluster.log /var/log/rtp_cluster/\*.log {|$logs/*.log {|" "$logrotate_file" > "$work/rotate.conf"
+  chmod 0644 "$work/rotate.conf"
+  grep -q "^$logs/\*.log {" "$work/rotate.conf" || fail "logrotate file does not start with the expected file list"
+  cat > "$work/rot.xml" <<XML
+<rtp_cluster_config><rtp_cluster><name>c1</name><protocol>unix</protocol><address>$work/c1.sock</address>
+<rtpproxy><name>r1</name><protocol>udp</protocol><address>127.0.0.1:9</address><weight>1</weight><capacity>1</capacity><status>ACTIVE</status></rtpproxy>
+</rtp_cluster></rtp_cluster_config>
+XML
+  daemon="$dest$RTPC_SBINDIR/rtp_cluster"
+  # append: systemd's way (foreground, stderr appended to the file).
+  "$daemon" -f -c "$work/rot.xml" -P "$work/a.pid" -s "$work/a.sock" >> "$logs/append.log" 2>&1 &
+  append_pid=$!
+  # -L: the daemon's own file.
+  sed "s|$work/c1.sock|$work/c2.sock|" "$work/rot.xml" > "$work/rot2.xml"
+  "$daemon" -c "$work/rot2.xml" -P "$work/l.pid" -s "$work/l.sock" -L "$logs/own.log"
+  for _ in $(seq 100); do
+    grep -q WORKER_READY "$logs/append.log" 2> /dev/null && grep -q WORKER_READY "$logs/own.log" 2> /dev/null && break
+    sleep 0.1
+  done
+  if logrotate -f -s "$work/rotate.state" "$work/rotate.conf" > "$work/rotate.log" 2>&1; then
+    # Reloads log RELOAD_RESULT lines, after the rotation.
+    kill -HUP "$append_pid" "$(cat "$work/l.pid")"
+    for _ in $(seq 100); do
+      grep -q RELOAD_RESULT "$logs/append.log" && grep -q RELOAD_RESULT "$logs/own.log" && break
+      sleep 0.1
+    done
+    for f in append own; do
+      if grep -q RELOAD_RESULT "$logs/$f.log" && ! grep -q RELOAD_RESULT "$logs/$f.log.1" &&
+         grep -q WORKER_READY "$logs/$f.log.1" && ! grep -q WORKER_READY "$logs/$f.log"; then
+        pass "logrotate: lines after the rotation of the $f log are in the live file"
+      else
+        fail "logrotate: the $f log after rotation: live file: $(cat "$logs/$f.log" | head -3) / rotated: $(tail -2 "$logs/$f.log.1")"
+      fi
+    done
+  else
+    fail "logrotate -f:"
+    cat "$work/rotate.log" >&2
+  fi
+  kill "$append_pid" "$(cat "$work/l.pid")" 2> /dev/null
+  wait "$append_pid" 2> /dev/null
+  for _ in $(seq 50); do [ -e "$work/l.pid" ] || break; sleep 0.1; done
+fi
 
 # --- man pages ----------------------------------------------------------------------
 for page in man8/rtp_cluster.8 man1/rtp_cluster_client.1 man5/rtp_cluster.xml.5; do

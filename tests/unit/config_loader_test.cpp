@@ -142,7 +142,7 @@ TEST(ConfigLoaderTest, LoadsThePackagedExampleFile) {
   EXPECT_EQ(r.config->source_path, path);
   ASSERT_EQ(r.config->clusters.size(), 2u);
   EXPECT_EQ(r.config->memberCount(), 3u);
-  EXPECT_EQ(r.config->clusters[1].control, unixPath(Transport::kUnix, "/tmp/rtp_cluster_demo.sock"));
+  EXPECT_EQ(r.config->clusters[1].control, unixPath(Transport::kUnix, "/run/rtp_cluster/demo.sock"));
   EXPECT_EQ(r.config->clusters[1].members[0].weight, 50u);
 }
 

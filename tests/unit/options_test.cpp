@@ -28,7 +28,10 @@ TEST(OptionsTest, DefaultsAreTheReferences) {
   EXPECT_FALSE(o.foreground);
   EXPECT_FALSE(o.check_config);
   EXPECT_EQ(o.pid_file, "/var/run/rtp_cluster.pid");
-  EXPECT_EQ(o.config_file, "/usr/local/etc/rtp_cluster.xml");
+  // The build's sysconfdir (packaging_test.sh checks it against meson's).
+  EXPECT_EQ(o.config_file, defaultConfigFile());
+  EXPECT_EQ(o.config_file.front(), '/');
+  EXPECT_TRUE(o.config_file.ends_with("/rtp_cluster.xml")) << o.config_file;
   EXPECT_EQ(o.log_file, "/var/log/rtp_cluster.log");
   EXPECT_EQ(o.admin_socket, "/var/run/rtp_cluster.sock");
   EXPECT_EQ(o.admin_address.uri(), "unix:/var/run/rtp_cluster.sock");
@@ -135,9 +138,12 @@ TEST(OptionsTest, HelpAndVersion) {
   // An error before --help is still an error.
   EXPECT_EQ(parse({"--bogus", "--help"}).action, OptionsAction::kError);
   const std::string usage = usageText("rtp_cluster");
-  EXPECT_EQ(usage.rfind("usage: rtp_cluster [-fd] [-P pidfile] [-c conffile] [-L logfile] [-s cmd_socket] [-o uname:gname]\n", 0), 0u);
+  // Every option is in the usage lines, not only in the list below them.
+  EXPECT_EQ(usage.rfind("usage: rtp_cluster [-fd] [-P pidfile] [-c conffile] [-L logfile] [-s cmd_socket] [-o uname:gname]\n"
+                        "                   [--log-level LEVEL] [--restart-backoff MIN[:MAX]]\n", 0), 0u) << usage;
+  EXPECT_NE(usage.find("(default " + defaultConfigFile() + ")"), std::string::npos) << usage;
   for (const char* flag : {"--foreground", "--check-config", "--pidfile", "--config", "--logfile", "--admin-socket",
-                           "--owner", "--log-level", "--help", "--version"}) {
+                           "--owner", "--log-level", "--restart-backoff", "--help", "--version"}) {
     EXPECT_NE(usage.find(flag), std::string::npos) << flag;
   }
 }

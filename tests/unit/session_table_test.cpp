@@ -627,5 +627,56 @@ TEST(SessionTable, HashSeedChangesPlacementNotAnswers) {
   EXPECT_GT(moved, 90);
 }
 
+
+// Garbage in any word of the header (what a worker attaches at start): attach
+// refuses it (the worker then creates a fresh table) or returns a table that
+// works within its block; it never reads or writes outside the block. The
+// block is followed by a guard page, so a stray access would crash here.
+TEST(SessionTableCorruption, EveryHeaderWordScribbledIsRefusedOrAttachedSafely) {
+  constexpr uint32_t kCalls = 1000;
+  const size_t bytes = SessionTable::bytesFor(kCalls);
+  const long page = sysconf(_SC_PAGESIZE);
+  const size_t mapped = (bytes + static_cast<size_t>(page) - 1) / static_cast<size_t>(page) * static_cast<size_t>(page);
+  void* area = mmap(nullptr, mapped + static_cast<size_t>(page), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(area, MAP_FAILED);
+  ASSERT_EQ(mprotect(static_cast<char*>(area) + mapped, static_cast<size_t>(page), PROT_NONE), 0);
+  // The table ends exactly at the guard page when possible.
+  void* mem = static_cast<char*>(area) + (mapped - bytes) / 64 * 64;
+  const size_t usable = static_cast<char*>(area) + mapped - static_cast<char*>(mem);
+  const uint64_t patterns[] = {0, 1, 0xffffffffull, 0xffffffffffffffffull, 0x7fffffff00000000ull, 2 * kCalls};
+  int attached = 0;
+  int refused = 0;
+  for (size_t offset = 0; offset + 4 <= SessionTable::slotsOffset(); offset += 4) {
+    for (const uint64_t pattern : patterns) {
+      for (const size_t width : {size_t{4}, size_t{8}}) {
+        if (offset + width > SessionTable::slotsOffset()) continue;
+        SCOPED_TRACE("offset " + std::to_string(offset) + " width " + std::to_string(width) + " pattern " +
+                     std::to_string(pattern));
+        SessionTable* t = SessionTable::create(mem, usable, kCalls, 7);
+        ASSERT_NE(t, nullptr);
+        for (int i = 0; i < 50; ++i) ASSERT_TRUE(t->bind(callId(static_cast<uint64_t>(i)), static_cast<uint16_t>(i % 3), kSec));
+        std::memcpy(static_cast<char*>(mem) + offset, &pattern, width);
+        SessionTable* again = SessionTable::attach(mem, usable);
+        if (again == nullptr) {
+          ++refused;
+          continue;
+        }
+        ++attached;
+        EXPECT_LE(again->capacity() * sizeof(SessionTable::Slot) + SessionTable::slotsOffset(), usable);
+        for (int i = 0; i < 200; ++i) {
+          again->lookup(callId(static_cast<uint64_t>(i)), 2 * kSec);
+          again->bind(callId(1000 + static_cast<uint64_t>(i)), static_cast<uint16_t>(i % 200), 2 * kSec);
+        }
+        again->sweepExpired(100000 * kSec, 1u << 20);
+        again->forgetMember(1);
+        EXPECT_LE(again->liveCount(), again->capacity());
+      }
+    }
+  }
+  EXPECT_GT(attached, 0);  // counters, seed and ttl are not geometry: still attached
+  EXPECT_GT(refused, 0);   // magic, version, sizes: refused
+  munmap(area, mapped + static_cast<size_t>(page));
+}
+
 }  // namespace
 }  // namespace rtpc

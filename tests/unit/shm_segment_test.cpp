@@ -72,6 +72,12 @@ std::unique_ptr<ShmSegment> mustCreate(const ShmName& name, const SegmentPlan& p
   return seg;
 }
 
+// The start of the mapping (header() is the segment's private copy, not the
+// mapped header).
+const unsigned char* mappingBase(const ShmSegment& seg) {
+  return reinterpret_cast<const unsigned char*>(seg.cluster(0)) - seg.header().clusters_offset;
+}
+
 SocketAddress addr(Transport t, std::string_view text) {
   AddressResult r = parseAddress(t, text);
   EXPECT_TRUE(r.address) << text << ": " << r.error;
@@ -269,6 +275,131 @@ TEST(ShmSegment, CreateIsSparseAndPagesFollowAllocation) {
 
 // --- slots and the table arena ---
 
+// Garbage written into the shared header (anything with write access to
+// /dev/shm can): the creator keeps working from its private copy, never
+// reading counts, offsets or strides from the mapping; an opener refuses or
+// accepts a consistent header, never crashes; repair() rewrites the header.
+TEST(ShmCorruption, EveryHeaderFieldScribbledNeitherCrashesTheCreatorNorAnOpenerAndIsRepaired) {
+  ShmName name;
+  auto seg = mustCreate(name, smallPlan());
+  std::string error;
+  auto slot = seg->allocateCluster("alpha", 1000, error);
+  ASSERT_TRUE(slot) << error;
+  size_t bytes = 0;
+  void* const mem = seg->sessionMemory(slot->index, bytes);
+  ASSERT_NE(mem, nullptr);
+  ASSERT_NE(SessionTable::create(mem, bytes, 1000, 42), nullptr);
+  ShmHeader original{};
+  RawShm raw(name.str());
+  ASSERT_EQ(::pread(raw.fd, &original, sizeof original, 0), static_cast<ssize_t>(sizeof original));
+  const uint64_t patterns[] = {0, 1, 0xffffffffull, 0xffffffffffffffffull, 0x7fffffffffffff00ull,
+                               uint64_t{1} << 40, seg->totalBytes() - 4096};
+  for (size_t offset = 0; offset < sizeof(ShmHeader); offset += 4) {
+    for (const uint64_t pattern : patterns) {
+      for (const size_t width : {size_t{4}, size_t{8}}) {
+        if (offset + width > sizeof(ShmHeader)) continue;
+        SCOPED_TRACE("offset " + std::to_string(offset) + " width " + std::to_string(width) + " pattern " +
+                     std::to_string(pattern));
+        raw.write(offset, &pattern, width);
+        // The creator: unchanged geometry, working allocations and snapshots.
+        EXPECT_EQ(seg->clusterSlots(), 4u);
+        EXPECT_EQ(std::memcmp(&seg->header(), &original, sizeof original), 0);
+        size_t b = 0;
+        EXPECT_EQ(seg->sessionMemory(slot->index, b), mem);
+        EXPECT_EQ(b, bytes);
+        EXPECT_EQ(takeSnapshot(*seg).clusters.size(), 1u);
+        auto other = seg->allocateCluster("beta", 1000, error);
+        ASSERT_TRUE(other) << error;
+        EXPECT_TRUE(seg->freeCluster(other->index));
+        // An opener: refuses, or accepts a header that checks out.
+        std::string open_error;
+        auto reader = ShmSegment::open(name.str(), open_error);
+        if (reader) {
+          EXPECT_EQ(ShmSegment::checkHeader(reader->header(), seg->totalBytes()), "");
+          takeSnapshot(*reader);
+          size_t rb = 0;
+          void* rm = reader->sessionMemory(slot->index, rb);
+          if (rm != nullptr) {
+            EXPECT_NE(SessionTable::attach(rm, rb), nullptr);
+          }
+        } else {
+          EXPECT_NE(open_error, "");
+        }
+        // Rebuilt from the private copy.
+        const std::string repaired = seg->repair();
+        ShmHeader now{};
+        ASSERT_EQ(::pread(raw.fd, &now, sizeof now, 0), static_cast<ssize_t>(sizeof now));
+        EXPECT_EQ(std::memcmp(&now, &original, sizeof now), 0);
+        EXPECT_EQ(seg->repair(), "");
+        if (std::memcmp(&pattern, reinterpret_cast<const unsigned char*>(&original) + offset, width) != 0) {
+          EXPECT_EQ(repaired, "header");
+        }
+        EXPECT_NE(ShmSegment::open(name.str(), open_error), nullptr) << open_error;
+      }
+    }
+  }
+}
+
+// A slot record's table offset and size scribbled (including values whose
+// sum overflows): nobody maps outside the segment, allocation and freeing
+// go by the creator's own records, repair() restores the slot.
+TEST(ShmCorruption, ScribbledSlotRecordsAreBoundsCheckedAndRepaired) {
+  ShmName name;
+  auto seg = mustCreate(name, smallPlan());
+  std::string error;
+  auto slot = seg->allocateCluster("alpha", 1000, error);
+  ASSERT_TRUE(slot) << error;
+  size_t bytes = 0;
+  void* const mem = seg->sessionMemory(slot->index, bytes);
+  ASSERT_NE(mem, nullptr);
+  ClusterRecord& record = *seg->cluster(slot->index);
+  ClusterRecord& free_record = *seg->cluster(3);
+  const uint64_t total = seg->totalBytes();
+  const std::pair<uint64_t, uint64_t> blocks[] = {
+      {0, 4096}, {total - 4096, UINT64_MAX}, {UINT64_MAX - 4095, 8192}, {4096, total}, {total, 4096}, {1, 1}};
+  for (const auto& [offset, size] : blocks) {
+    SCOPED_TRACE(std::to_string(offset) + "+" + std::to_string(size));
+    for (ClusterRecord* r : {&record, &free_record}) {
+      r->in_use.store(1);
+      r->table_offset.store(offset);
+      r->table_bytes.store(size);
+      r->table_max_calls.store(0xffffffffu);
+      r->slot_seq.writeBegin();  // odd, as if a writer died
+    }
+    size_t b = 0;
+    EXPECT_EQ(seg->sessionMemory(slot->index, b), mem);
+    EXPECT_EQ(seg->sessionMemory(3, b), nullptr);
+    std::string open_error;
+    auto reader = ShmSegment::open(name.str(), open_error);
+    ASSERT_NE(reader, nullptr) << open_error;
+    for (uint32_t i = 0; i < reader->clusterSlots(); ++i) {
+      size_t rb = 0;
+      void* rm = reader->sessionMemory(i, rb);
+      if (rm == nullptr) continue;
+      EXPECT_TRUE(ShmSegment::tableBlockValid(reader->header(), offset, size));
+    }
+    // Allocation ignores the scribbled records: a fresh block that does not
+    // overlap alpha's.
+    auto other = seg->allocateCluster("beta", 1000, error);
+    ASSERT_TRUE(other) << error;
+    size_t ob = 0;
+    auto* om = static_cast<unsigned char*>(seg->sessionMemory(other->index, ob));
+    ASSERT_NE(om, nullptr);
+    EXPECT_TRUE(om + ob <= static_cast<unsigned char*>(mem) || om >= static_cast<unsigned char*>(mem) + bytes);
+    EXPECT_TRUE(seg->freeCluster(other->index));
+    const std::string repaired = seg->repair();
+    EXPECT_NE(repaired.find("slot " + std::to_string(slot->index)), std::string::npos) << repaired;
+    EXPECT_NE(repaired.find("slot 3"), std::string::npos) << repaired;
+    EXPECT_EQ(seg->repair(), "");
+    EXPECT_EQ(record.table_offset.load(), static_cast<uint64_t>(static_cast<unsigned char*>(mem) - mappingBase(*seg)));
+    EXPECT_EQ(free_record.in_use.load(), 0u);
+    const StatusSnapshot snap = takeSnapshot(*seg);
+    ASSERT_EQ(snap.clusters.size(), 1u);
+    EXPECT_EQ(snap.clusters[0].name, "alpha");
+    EXPECT_TRUE(snap.clusters[0].consistent);
+  }
+}
+
 TEST(ShmSegment, ReallocatingAClusterWithTheSameTableSizeKeepsItsCalls) {
   ShmName name;
   auto seg = mustCreate(name, smallPlan());
@@ -324,7 +455,7 @@ TEST(ShmSegment, TableBlocksDoNotOverlapAndFreedSpaceIsReusedZeroed) {
     auto* mem = static_cast<unsigned char*>(seg->sessionMemory(s->index, bytes));
     ASSERT_NE(mem, nullptr);
     std::memset(mem, 0x5A, bytes);  // a worker filled it
-    const uint64_t offset = static_cast<uint64_t>(mem - reinterpret_cast<const unsigned char*>(&seg->header()));
+    const uint64_t offset = static_cast<uint64_t>(mem - mappingBase(*seg));
     EXPECT_EQ(offset % kTableBlockAlignment, 0u);
     EXPECT_GE(offset, seg->header().arena_offset);
     EXPECT_LE(offset + bytes, seg->totalBytes());
@@ -348,7 +479,7 @@ TEST(ShmSegment, TableBlocksDoNotOverlapAndFreedSpaceIsReusedZeroed) {
   size_t bytes = 0;
   auto* mem = static_cast<unsigned char*>(seg->sessionMemory(d->index, bytes));
   ASSERT_NE(mem, nullptr);
-  EXPECT_EQ(static_cast<uint64_t>(mem - reinterpret_cast<const unsigned char*>(&seg->header())),
+  EXPECT_EQ(static_cast<uint64_t>(mem - mappingBase(*seg)),
             blocks[1].first);
   for (size_t i = 0; i < bytes; ++i) {
     if (mem[i] != 0) FAIL() << "byte " << i << " of a reused block is not zero";
