@@ -27,13 +27,6 @@ namespace {
 std::string daemonBin() { return envOr("RTP_CLUSTER_BIN", "supervisor/rtp_cluster"); }
 std::string loadgenBin() { return envOr("RTPP_LOADGEN", "tests/tools/rtpp_loadgen"); }
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 size_t countOf(const std::string& text, const std::string& what) {
   size_t n = 0;
   for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
