@@ -857,27 +857,6 @@ TEST(Daemon, WithoutForegroundItDetachesLogsToTheFileAndReportsStartupErrors) {
 // The Prometheus endpoint (docs/metrics.md), scraped with a plain TCP GET.
 
 
-// The whole HTTP/1.0 response (status line, headers, body); empty on failure.
-std::string httpGet(uint16_t port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in in{};
-  in.sin_family = AF_INET;
-  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  in.sin_port = htons(port);
-  timeval tv{3, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  std::string response;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&in), sizeof in) == 0) {
-    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
-      char buf[4096];
-      for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) response.append(buf, static_cast<size_t>(n));
-    }
-  }
-  close(fd);
-  return response;
-}
-
 // The value of the sample `series` (name and labels as rendered); -1 if absent.
 double sample(const std::string& response, const std::string& series) {
   const size_t at = response.find("\n" + series + " ");
